@@ -1,0 +1,49 @@
+# keybroker — `make run` starts a broker on the built-in default; `make test` runs every test.
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT      ?= swift
+BUILD_DIR  ?= .build
+BIN_DIR    := $(BUILD_DIR)/debug
+PYTEST     ?= python3 -m pytest
+RUN_DIR    := $(CURDIR)/.run
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+
+.PHONY: all deps build swift-build run test test-swift test-integration install uninstall clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+swift-build:
+	$(SWIFT) build --scratch-path $(BUILD_DIR)
+
+# Other parts (the MariaDB plugin, systemd, SELinux, bench) add their prerequisites to these
+# targets from their own mk/*.mk files.
+build: swift-build
+
+run: deps build
+	@bash scripts/run.sh "$(BIN_DIR)" "$(RUN_DIR)"
+
+test: deps build test-swift test-integration
+
+test-swift:
+	$(SWIFT) test --scratch-path $(BUILD_DIR)
+
+test-integration:
+	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(PYTEST) -q -p no:cacheprovider tests
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN_DIR)/keybrokerd $(DESTDIR)$(PREFIX)/sbin/keybrokerd
+	install -m 0755 $(BIN_DIR)/keybrokerctl $(DESTDIR)$(PREFIX)/bin/keybrokerctl
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/keybrokerd $(DESTDIR)$(PREFIX)/bin/keybrokerctl
+
+clean:
+	rm -rf $(BUILD_DIR) $(RUN_DIR)
+
+-include mk/*.mk

@@ -1,0 +1,80 @@
+import BrokerConfiguration
+import KeyStore
+import Logging
+import NIOCore
+import SecureMemory
+import Synchronization
+
+/// What every connection shares: the instances, who may use them, the limits and the counters.
+public final class BrokerContext: Sendable {
+    public static let serverName = "keybrokerd 0.1.0"
+
+    public let instances: [String: InstanceKeyStore]
+    let clients: [String: AccessList]
+    let admins: AccessList
+    let limits: BrokerConfig.Limits
+    let logger: Logger
+    let counters = BrokerCounters()
+    let startedAt = ContinuousClock.now
+    /// Open connections, so shutdown can close them and max_connections can be enforced.
+    let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    public init(instances: [String: InstanceKeyStore], clients: [String: AccessList], admins: AccessList,
+                limits: BrokerConfig.Limits, logger: Logger) {
+        self.instances = instances
+        self.clients = clients
+        self.admins = admins
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Requests being answered right now, across all connections.
+    public var requestsInFlight: Int { counters.inFlight.load(ordering: .relaxed) }
+    public var requestsServed: Int { counters.requests.load(ordering: .relaxed) }
+
+    /// Drops every unwrapped key (zeroed as released).
+    public func releaseKeys() {
+        for store in instances.values { store.releaseKeys() }
+    }
+
+    /// STATUS: the daemon and the instances the caller may see.
+    func statusDocument(visibleInstances names: [String], boundInstance: String) -> String {
+        let pool = LockedMemoryPool.shared.statistics
+        let uptime = ContinuousClock.now - startedAt
+        var instanceMembers: [(String, JSONValue)] = []
+        for name in names.sorted() {
+            guard let store = instances[name] else { continue }
+            let summary = store.summary()
+            let listed = summary.newest.prefix(500)
+            instanceMembers.append((name, .object([
+                ("provider", .string(store.provider.name)),
+                ("key_ids", .int(summary.keyIDs)),
+                ("versions", .int(summary.versions)),
+                ("loaded", .int(summary.loaded)),
+                ("pending", .int(summary.pending)),
+                ("failed", .int(summary.failedLoads)),
+                ("last_error", summary.lastError.map { .string($0) } ?? .null),
+                ("keys", .array(listed.map { .object([("id", .int(Int($0.keyID))), ("latest", .int(Int($0.version)))]) })),
+                ("keys_truncated", .bool(listed.count < summary.newest.count)),
+            ])))
+        }
+        let document: JSONValue = .object([
+            ("server", .string(Self.serverName)),
+            ("protocol", .int(1)),
+            ("uptime_s", .int(Int(uptime.components.seconds))),
+            ("instance", .string(boundInstance)),
+            ("connections", .int(counters.connections.load(ordering: .relaxed))),
+            ("requests", .int(counters.requests.load(ordering: .relaxed))),
+            ("errors", .int(counters.errors.load(ordering: .relaxed))),
+            ("denied", .int(counters.denied.load(ordering: .relaxed))),
+            ("malformed", .int(counters.malformed.load(ordering: .relaxed))),
+            ("locked_memory", .object([
+                ("pages", .int(pool.pages)),
+                ("keys", .int(pool.slotsInUse)),
+                ("unlocked_pages", .int(pool.unlockedPages)),
+            ])),
+            ("instances", .object(instanceMembers)),
+        ])
+        return document.serialized
+    }
+}

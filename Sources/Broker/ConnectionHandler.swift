@@ -1,0 +1,316 @@
+import BrokerProtocol
+import CKeybrokerCrypto
+import CKeybrokerSystem
+import KeyStore
+import KMS
+import Logging
+import NIOCore
+import SecureMemory
+
+/// One client connection: authenticates the peer at HELLO, answers cached keys inline on the event
+/// loop, and hands everything that may wait (file reads, KMS, writes) to a task whose answer is
+/// written whenever it is ready, so responses may come out of order.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = FrameDecoder.Frame
+    typealias OutboundOut = ByteBuffer
+
+    private struct Session {
+        let instance: String
+        let store: InstanceKeyStore
+        let isAdmin: Bool
+    }
+
+    private let broker: BrokerContext
+    private var peer: CKB_peer_credentials?
+    private var session: Session?
+    private var inFlight = 0
+    private var needsFlush = false
+    private var closing = false
+    private var logger: Logger
+
+    init(broker: BrokerContext) {
+        self.broker = broker
+        self.logger = broker.logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let id = ObjectIdentifier(context.channel)
+        let channel = context.channel
+        let accepted = broker.connections.withLock { connections -> Bool in
+            guard connections.count < broker.limits.maxConnections else { return false }
+            connections[id] = channel
+            return true
+        }
+        guard accepted else {
+            broker.counters.rejectedConnections.add(1, ordering: .relaxed)
+            logger.warning("refused a connection: \(broker.limits.maxConnections) connections are open (max_connections)")
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        broker.counters.connections.add(1, ordering: .relaxed)
+        broker.counters.connectionsTotal.add(1, ordering: .relaxed)
+        if let provider = context.channel as? any SocketOptionProvider {
+            // On the channel's own event loop this completes at once.
+            provider.unsafeGetSocketOption(level: SocketOptionLevel(CKB_sol_socket()), name: SocketOptionName(CKB_so_peercred()))
+                .assumeIsolated()
+                .whenSuccess { (credentials: CKB_peer_credentials) in
+                    self.peer = credentials
+                    self.logger[metadataKey: "peer_uid"] = "\(credentials.uid)"
+                }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let id = ObjectIdentifier(context.channel)
+        let removed = broker.connections.withLock { $0.removeValue(forKey: id) != nil }
+        if removed { broker.counters.connections.subtract(1, ordering: .relaxed) }
+        context.fireChannelInactive()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        switch unwrapInboundIn(data) {
+        case let .invalidLength(length, op, requestID):
+            refuseMalformed(context: context, ProtocolError(
+                requestID: requestID, op: op,
+                message: "frame length \(length) is outside 1...\(ProtocolConstants.maximumFrameLength)"))
+        case let .frame(payload):
+            do {
+                let request = try Request(payload: payload)
+                broker.counters.requests.add(1, ordering: .relaxed)
+                handle(request, context: context)
+            } catch {
+                refuseMalformed(context: context, error)
+            }
+        }
+    }
+
+    // MARK: Requests
+
+    private func handle(_ request: Request, context: ChannelHandlerContext) {
+        let op = request.op.rawValue
+        let id = request.requestID
+        if case let .hello(version, instance, client) = request.body {
+            hello(context: context, requestID: id, version: version, instance: instance, client: client)
+            return
+        }
+        guard let session else {
+            fail(context: context, op: op, requestID: id, status: .badRequest,
+                 message: "the first request on a connection must be HELLO", close: true)
+            return
+        }
+        switch request.body {
+        case .hello:
+            break
+        case let .latestKey(keyID):
+            if let cached = session.store.cachedLatest(keyID: keyID) {
+                writeKey(context: context, op: op, requestID: id, version: cached.version, key: cached.key)
+                return
+            }
+            answerLater(context: context, op: op, requestID: id) {
+                let (version, key) = try await session.store.latest(keyID: keyID)
+                return Self.encodeKey(op: op, requestID: id, version: version, key: key)
+            }
+        case let .getKey(keyID, version):
+            let ref = KeyRef(keyID: keyID, version: version)
+            if let key = session.store.cachedKey(ref) {
+                writeKey(context: context, op: op, requestID: id, version: nil, key: key)
+                return
+            }
+            answerLater(context: context, op: op, requestID: id) {
+                let key = try await session.store.key(ref)
+                return Self.encodeKey(op: op, requestID: id, version: nil, key: key)
+            }
+        case let .rotate(keyID):
+            let store = session.store
+            answerLater(context: context, op: op, requestID: id) {
+                let rotated = try await store.rotate(keyID: keyID == ProtocolConstants.allKeys ? nil : keyID)
+                var buffer = ByteBuffer()
+                buffer.writeResponse(op: op, requestID: id, status: .ok) { buffer in
+                    buffer.writeInteger(UInt32(rotated.count))
+                    for key in rotated {
+                        buffer.writeInteger(key.keyID)
+                        buffer.writeInteger(key.version)
+                    }
+                }
+                return buffer
+            }
+        case .status:
+            let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
+            let json = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
+            var buffer = context.channel.allocator.buffer(capacity: json.utf8.count + 16)
+            buffer.writeResponse(op: op, requestID: id, status: .ok) { $0.writeProtocolString(json) }
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            needsFlush = true
+        }
+    }
+
+    private func hello(context: ChannelHandlerContext, requestID: UInt32, version: UInt16, instance: String, client: String) {
+        let op = Opcode.hello.rawValue
+        if let session {
+            fail(context: context, op: op, requestID: requestID, status: .badRequest,
+                 message: "this connection is already bound to instance \"\(session.instance)\"; open a new connection for another instance", close: true)
+            return
+        }
+        guard version == ProtocolConstants.version else {
+            fail(context: context, op: op, requestID: requestID, status: .unsupported,
+                 message: "protocol version \(version) is not supported; this broker speaks version \(ProtocolConstants.version)", close: true)
+            return
+        }
+        guard let peer else {
+            fail(context: context, op: op, requestID: requestID, status: .internal,
+                 message: "cannot read the peer's credentials (SO_PEERCRED)", close: true)
+            return
+        }
+        let isAdmin = broker.admins.contains(uid: peer.uid, gid: peer.gid)
+        guard let store = broker.instances[instance] else {
+            broker.counters.denied.add(1, ordering: .relaxed)
+            logger.warning("denied uid \(peer.uid) (pid \(peer.pid), client \"\(client)\"): instance \"\(instance)\" is not configured")
+            fail(context: context, op: op, requestID: requestID, status: .denied,
+                 message: "instance \"\(instance)\" is not configured on this broker", close: true)
+            return
+        }
+        let isClient = broker.clients[instance]?.contains(uid: peer.uid, gid: peer.gid) ?? false
+        guard isAdmin || isClient else {
+            broker.counters.denied.add(1, ordering: .relaxed)
+            logger.warning("denied uid \(peer.uid) gid \(peer.gid) (pid \(peer.pid), client \"\(client)\") instance \"\(instance)\": not in clients or admins",
+                           metadata: ["instance": "\(instance)"])
+            fail(context: context, op: op, requestID: requestID, status: .denied,
+                 message: "uid \(peer.uid) may not use instance \"\(instance)\"; add the user to clients of [instances.\(instance)]", close: true)
+            return
+        }
+        session = Session(instance: instance, store: store, isAdmin: isAdmin)
+        logger[metadataKey: "instance"] = "\(instance)"
+        logger.debug("uid \(peer.uid) (pid \(peer.pid), client \"\(client)\") uses instance \"\(instance)\"\(isAdmin ? " as admin" : "")")
+        var buffer = context.channel.allocator.buffer(capacity: 32)
+        buffer.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
+            buffer.writeInteger(ProtocolConstants.version)
+            buffer.writeProtocolString(BrokerContext.serverName)
+        }
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        needsFlush = true
+    }
+
+    // MARK: Answers
+
+    private static func encodeKey(op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(16 + key.count)
+        buffer.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
+            if let version { buffer.writeInteger(version) }
+            buffer.writeInteger(UInt16(key.count))
+            key.withUnsafeBytes { _ = buffer.writeBytes($0) }
+        }
+        return buffer
+    }
+
+    /// Zeroes the copy of key bytes in a response once the socket has taken it.
+    private static func cleanseWhenWritten(_ future: EventLoopFuture<Void>, _ buffer: ByteBuffer) {
+        future.whenComplete { _ in
+            buffer.withUnsafeReadableBytes { bytes in
+                CKB_cleanse(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
+            }
+        }
+    }
+
+    private func writeKey(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) {
+        let buffer = Self.encodeKey(op: op, requestID: requestID, version: version, key: key)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        Self.cleanseWhenWritten(promise.futureResult, buffer)
+        context.write(wrapOutboundOut(buffer), promise: promise)
+        needsFlush = true
+    }
+
+    /// Runs `answer` off the event loop and writes what it encodes, or the error it throws.
+    private func answerLater(context: ChannelHandlerContext, op: UInt8, requestID: UInt32,
+                             _ answer: @escaping @Sendable () async throws -> ByteBuffer) {
+        guard inFlight < broker.limits.maxInFlightPerConnection else {
+            logger.warning("closing connection of uid \(peer?.uid ?? 0): more than \(broker.limits.maxInFlightPerConnection) requests in flight (max_in_flight_per_connection)")
+            fail(context: context, op: op, requestID: requestID, status: .unavailable,
+                 message: "more than \(broker.limits.maxInFlightPerConnection) requests in flight on one connection", close: true)
+            return
+        }
+        inFlight += 1
+        broker.counters.inFlight.add(1, ordering: .relaxed)
+        let channel = context.channel
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let broker = broker
+        Task {
+            let buffer = await ConnectionHandler.encodeAnswer(op: op, requestID: requestID, broker: broker, answer)
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            ConnectionHandler.cleanseWhenWritten(written.futureResult, buffer)
+            channel.writeAndFlush(buffer, promise: written)
+            channel.eventLoop.execute {
+                loopBound.value.requestFinished()
+            }
+            broker.counters.inFlight.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    private func requestFinished() {
+        inFlight -= 1
+    }
+
+    private static func encodeAnswer(op: UInt8, requestID: UInt32, broker: BrokerContext,
+                                     _ answer: @Sendable () async throws -> ByteBuffer) async -> ByteBuffer {
+        do {
+            return try await answer()
+        } catch {
+            let failure = error as? KeyStoreError ?? KeyStoreError(.internal, "\(error)")
+            broker.counters.errors.add(1, ordering: .relaxed)
+            var buffer = ByteBuffer()
+            buffer.writeFailure(op: op, requestID: requestID, status: status(for: failure.code), message: failure.message)
+            return buffer
+        }
+    }
+
+    static func status(for code: KeyStoreError.Code) -> ResponseStatus {
+        switch code {
+        case .notFound: .notFound
+        case .unavailable: .unavailable
+        case .denied: .denied
+        case .corrupt, .internal: .internal
+        }
+    }
+
+    private func fail(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, status: ResponseStatus, message: String, close: Bool) {
+        if status != .ok { broker.counters.errors.add(1, ordering: .relaxed) }
+        var buffer = context.channel.allocator.buffer(capacity: message.utf8.count + 16)
+        buffer.writeFailure(op: op, requestID: requestID, status: status, message: message)
+        if close {
+            closing = true
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { [channel = context.channel] _ in
+                channel.close(promise: nil)
+            }
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            needsFlush = true
+        }
+    }
+
+    private func refuseMalformed(context: ChannelHandlerContext, _ error: ProtocolError) {
+        broker.counters.malformed.add(1, ordering: .relaxed)
+        logger.warning("closing connection of uid \(peer.map { String($0.uid) } ?? "?"): malformed request: \(error.message)")
+        if let requestID = error.requestID {
+            fail(context: context, op: error.op ?? 0, requestID: requestID, status: error.status, message: error.message, close: true)
+        } else {
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import CKeybrokerSystem
+import CKeybrokerSystemd
+import Glibc
+
+/// Where the server listens: a socket inherited from systemd, or a path it binds itself.
+public enum ListenTarget: Sendable, Equatable {
+    case inheritedDescriptor(CInt)
+    case path(String)
+
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The socket systemd passed (LISTEN_FDS), if any, else `path`.
+    public static func fromEnvironment(fallbackPath path: String) throws(Failure) -> ListenTarget {
+        let count = CKB_listen_fds()
+        if count < 0 {
+            throw Failure(description: "Failed to read the sockets passed by systemd: \(String(cString: strerror(-count)))")
+        }
+        if count == 0 { return .path(path) }
+        if count > 1 {
+            throw Failure(description: "systemd passed \(count) sockets; keybroker.socket must have exactly one ListenStream=")
+        }
+        let fd = CKB_listen_fds_start()
+        let check = CKB_is_unix_stream_listener(fd)
+        if check < 0 {
+            throw Failure(description: "Failed to check the socket passed by systemd (fd \(fd)): \(String(cString: strerror(-check)))")
+        }
+        if check == 0 {
+            throw Failure(description: "the socket passed by systemd (fd \(fd)) is not a listening Unix stream socket; use ListenStream=/run/keybroker/keybroker.sock")
+        }
+        return .inheritedDescriptor(fd)
+    }
+
+    /// Checks that `path` may be bound: its directory is not writable by others, and no live
+    /// server answers on it. A stale socket file (nothing listening) is removed.
+    static func prepareToBind(_ path: String) throws(Failure) {
+        let directory = path.lastIndex(of: "/").map { index in index == path.startIndex ? "/" : String(path[..<index]) } ?? "."
+        var info = stat()
+        guard stat(directory, &info) == 0 else {
+            throw Failure(description: "cannot use socket directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        if info.st_mode & 0o002 != 0 {
+            throw Failure(description: "socket directory \(directory) is writable by every user (mode \(String(info.st_mode & 0o7777, radix: 8))), so another user could replace the socket; put the socket in a directory such as /run/keybroker")
+        }
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw Failure(description: "cannot use socket path \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw Failure(description: "\(path) exists and is not a socket; refusing to replace it")
+        }
+        let fd = CKB_unix_connect(path)
+        if fd >= 0 {
+            close(fd)
+            throw Failure(description: "another server is listening on \(path); stop it first (is keybrokerd already running?)")
+        }
+        guard -fd == ECONNREFUSED else {
+            throw Failure(description: "cannot check socket \(path): \(String(cString: strerror(-fd)))")
+        }
+        guard unlink(path) == 0 || errno == ENOENT else {
+            throw Failure(description: "cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import Glibc
+import TOMLKit
+
+/// keybrokerd's configuration (`/etc/keybroker/keybroker.toml`).
+public struct BrokerConfig: Sendable {
+    public static let defaultPath = "/etc/keybroker/keybroker.toml"
+
+    public enum LogLevel: String, Sendable, CaseIterable {
+        case error, warning, info, debug
+    }
+
+    public var file: String
+    public var socketPath: String
+    public var stateDirectory: String
+    public var logLevel: LogLevel
+    public var admins: [Principal]
+    /// In the order of the file.
+    public var instances: [InstanceConfig]
+    public var limits: Limits
+
+    /// Guards against peers that hold resources without using them.
+    public struct Limits: Sendable {
+        public var maxConnections = 1024
+        public var maxInFlightPerConnection = 64
+        /// A frame started but not finished within this time closes the connection.
+        public var frameTimeoutMilliseconds = 10_000
+    }
+
+    public func instance(named name: String) -> InstanceConfig? {
+        instances.first { $0.name == name }
+    }
+
+    public static func load(path: String) throws(ConfigError) -> BrokerConfig {
+        guard let file = fopen(path, "re") else {
+            throw ConfigError(file: path, key: nil, "cannot read the configuration: \(String(cString: strerror(errno)))")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count <= 0 { break }
+            bytes += chunk[0..<count]
+        }
+        fclose(file)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(file: path, key: nil, "the configuration is not valid UTF-8")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> BrokerConfig {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: file, key: nil, "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigError(file: file, key: nil, "\(error)")
+        }
+        var reader = TableReader(table: table, file: file, path: "")
+        let socketPath = try reader.string("socket") ?? "/run/keybroker/keybroker.sock"
+        let stateDirectory = try reader.string("state_dir") ?? "/var/lib/keybroker"
+        let levelText = try reader.string("log_level") ?? "info"
+        guard let logLevel = LogLevel(rawValue: levelText) else {
+            throw reader.error("log_level", "must be one of \(LogLevel.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), not \"\(levelText)\"")
+        }
+        let admins = try reader.principals("admins") ?? []
+        var limits = Limits()
+        if let value = try reader.integer("max_connections", in: 1...1_000_000) { limits.maxConnections = value }
+        if let value = try reader.integer("max_in_flight_per_connection", in: 1...65536) { limits.maxInFlightPerConnection = value }
+        if let value = try reader.integer("frame_timeout_ms", in: 100...3_600_000) { limits.frameTimeoutMilliseconds = value }
+        guard socketPath.hasPrefix("/") else { throw reader.error("socket", "must be an absolute path") }
+        guard socketPath.utf8.count < 108 else { throw reader.error("socket", "is longer than a Unix socket path may be (107 bytes)") }
+        guard stateDirectory.hasPrefix("/") else { throw reader.error("state_dir", "must be an absolute path") }
+
+        var instances: [InstanceConfig] = []
+        if let instancesTable = try reader.table("instances") {
+            var instancesReader = TableReader(table: instancesTable, file: file, path: "instances.")
+            for name in instancesTable.keys {
+                guard let instanceTable = try instancesReader.table(name) else { continue }
+                instances.append(try InstanceConfig.parse(name: name, table: instanceTable, file: file))
+            }
+            instancesReader.consumedAll = true
+        }
+        try reader.rejectUnknownKeys()
+        guard !instances.isEmpty else {
+            throw ConfigError(file: file, key: "instances", "no instance is configured; add an [instances.default] table")
+        }
+        return BrokerConfig(file: file, socketPath: socketPath, stateDirectory: stateDirectory, logLevel: logLevel,
+                            admins: admins, instances: instances, limits: limits)
+    }
+}

@@ -1,0 +1,84 @@
+import NIOCore
+
+/// Splits a byte stream into frames.
+///
+///     ┌──────────────┬──────────────────────┐
+///     │ length: u32  │ payload[length]      │   1 <= length <= 65536
+///     └──────────────┴──────────────────────┘
+///        bytes in ──▶ FrameDecoder ──▶ .frame(payload)
+///
+/// A length outside the limits cannot be resynchronised: the decoder reports it once, as
+/// `.invalidLength` (with the request id when the five bytes after the prefix have arrived, so the
+/// peer can be told BAD_REQUEST) and then discards everything that follows.
+public struct FrameDecoder: ByteToMessageDecoder {
+    public enum Frame: Sendable, Equatable {
+        case frame(ByteBuffer)
+        case invalidLength(length: UInt32, op: UInt8?, requestID: UInt32?)
+    }
+
+    public typealias InboundOut = Frame
+
+    private enum State {
+        case waitingForHeader
+        case waitingForFrame(length: Int)
+        /// An over-long length: wait for op and request id so the answer can name the request.
+        case waitingForRequestHeader(length: UInt32)
+        case broken
+    }
+
+    private var state: State = .waitingForHeader
+    public let maximumFrameLength: Int
+
+    public init(maximumFrameLength: Int = ProtocolConstants.maximumFrameLength) {
+        self.maximumFrameLength = maximumFrameLength
+    }
+
+    /// True once a bad length was seen; the connection should be closed.
+    public var isBroken: Bool {
+        if case .broken = state { return true }
+        return false
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = next(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return isBroken ? .needMoreData : .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+
+    /// The state machine, apart from NIO's plumbing so it can be driven directly in tests.
+    public mutating func next(from buffer: inout ByteBuffer) -> Frame? {
+        switch state {
+        case .waitingForHeader:
+            guard let length = buffer.readInteger(as: UInt32.self) else { return nil }
+            if length == 0 {
+                state = .broken
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                return .invalidLength(length: 0, op: nil, requestID: nil)
+            }
+            if Int(length) > maximumFrameLength {
+                state = .waitingForRequestHeader(length: length)
+                return next(from: &buffer)
+            }
+            state = .waitingForFrame(length: Int(length))
+            return next(from: &buffer)
+        case let .waitingForFrame(length):
+            guard let payload = buffer.readSlice(length: length) else { return nil }
+            state = .waitingForHeader
+            return .frame(payload)
+        case let .waitingForRequestHeader(length):
+            guard buffer.readableBytes >= ProtocolConstants.requestHeaderLength,
+                  let op = buffer.readInteger(as: UInt8.self), let requestID = buffer.readInteger(as: UInt32.self)
+            else { return nil }
+            state = .broken
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return .invalidLength(length: length, op: op, requestID: requestID)
+        case .broken:
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return nil
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/// Fixed numbers of keybroker wire protocol v1 (docs/protocol.md).
+public enum ProtocolConstants {
+    public static let version: UInt16 = 1
+    /// Largest payload a frame may carry; the 4-byte length prefix is not counted.
+    public static let maximumFrameLength = 65536
+    /// ROTATE's key id meaning "every key of the instance".
+    public static let allKeys: UInt32 = 0xFFFF_FFFF
+    /// op:u8 + request_id:u32
+    public static let requestHeaderLength = 5
+    /// op:u8 + request_id:u32 + status:u8
+    public static let responseHeaderLength = 6
+}
+
+public enum Opcode: UInt8, Sendable, CaseIterable {
+    case hello = 0x01
+    case latestKey = 0x02
+    case getKey = 0x03
+    case rotate = 0x04
+    case status = 0x05
+}
+
+public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case ok = 0
+    /// No such key or version, and none may be created.
+    case notFound = 1
+    /// KMS or storage failed transiently: retry.
+    case unavailable = 2
+    case denied = 3
+    case badRequest = 4
+    case `internal` = 5
+    /// Protocol version or op not supported.
+    case unsupported = 6
+
+    public var description: String {
+        switch self {
+        case .ok: "OK"
+        case .notFound: "NOT_FOUND"
+        case .unavailable: "UNAVAILABLE"
+        case .denied: "DENIED"
+        case .badRequest: "BAD_REQUEST"
+        case .internal: "INTERNAL"
+        case .unsupported: "UNSUPPORTED"
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import NIOCore
+
+/// A decoded response: `op:u8 request_id:u32 status:u8 body`. Used by clients (keybrokerctl, tests);
+/// the daemon writes responses with the `ByteBuffer.writeResponse…` functions, which copy key bytes
+/// straight from locked memory into the outgoing frame.
+public struct Response: Sendable, Equatable {
+    public enum Body: Sendable, Equatable {
+        case hello(protocolVersion: UInt16, server: String)
+        case latestKey(version: UInt32, key: [UInt8])
+        case getKey(key: [UInt8])
+        case rotate([RotatedKey])
+        case status(json: String)
+        case failure(message: String)
+    }
+
+    public var op: UInt8
+    public var requestID: UInt32
+    public var status: ResponseStatus
+    public var body: Body
+
+    public init(op: UInt8, requestID: UInt32, status: ResponseStatus, body: Body) {
+        self.op = op
+        self.requestID = requestID
+        self.status = status
+        self.body = body
+    }
+
+    public init(payload: ByteBuffer) throws(ProtocolError) {
+        var buffer = payload
+        guard let op = buffer.readInteger(as: UInt8.self),
+              let requestID = buffer.readInteger(as: UInt32.self),
+              let statusByte = buffer.readInteger(as: UInt8.self)
+        else { throw ProtocolError(requestID: nil, op: nil, message: "response shorter than its 6-byte header") }
+        func fail(_ what: String) -> ProtocolError { ProtocolError(requestID: requestID, op: op, message: what) }
+        guard let status = ResponseStatus(rawValue: statusByte) else { throw fail("unknown status \(statusByte)") }
+        let body: Body
+        if status != .ok {
+            body = .failure(message: try buffer.readProtocolString(field: "message", requestID: requestID, op: op))
+        } else {
+            switch Opcode(rawValue: op) {
+            case .hello:
+                guard let version = buffer.readInteger(as: UInt16.self) else { throw fail("HELLO response too short") }
+                body = .hello(protocolVersion: version, server: try buffer.readProtocolString(field: "server", requestID: requestID, op: op))
+            case .latestKey:
+                guard let version = buffer.readInteger(as: UInt32.self), let length = buffer.readInteger(as: UInt16.self),
+                      let key = buffer.readBytes(length: Int(length))
+                else { throw fail("LATEST_KEY response too short") }
+                body = .latestKey(version: version, key: key)
+            case .getKey:
+                guard let length = buffer.readInteger(as: UInt16.self), let key = buffer.readBytes(length: Int(length))
+                else { throw fail("GET_KEY response too short") }
+                body = .getKey(key: key)
+            case .rotate:
+                guard let count = buffer.readInteger(as: UInt32.self), Int(count) * 8 == buffer.readableBytes
+                else { throw fail("ROTATE response has a wrong count") }
+                var keys: [RotatedKey] = []
+                for _ in 0..<count {
+                    guard let id = buffer.readInteger(as: UInt32.self), let version = buffer.readInteger(as: UInt32.self)
+                    else { throw fail("ROTATE response too short") }
+                    keys.append(RotatedKey(keyID: id, version: version))
+                }
+                body = .rotate(keys)
+            case .status:
+                body = .status(json: try buffer.readProtocolString(field: "json", requestID: requestID, op: op))
+            case nil:
+                throw fail("response to unknown op \(op)")
+            }
+        }
+        if buffer.readableBytes != 0 { throw fail("\(buffer.readableBytes) unexpected bytes after the response body") }
+        self.init(op: op, requestID: requestID, status: status, body: body)
+    }
+}
+
+public struct RotatedKey: Sendable, Equatable {
+    public var keyID: UInt32
+    public var version: UInt32
+    public init(keyID: UInt32, version: UInt32) {
+        self.keyID = keyID
+        self.version = version
+    }
+}

@@ -1,0 +1,327 @@
+import KMS
+import Logging
+import SecureMemory
+import Synchronization
+
+/// The data keys of one instance: the index of versions on disk, the unwrapped keys in locked
+/// memory, and the loads and writes in flight.
+///
+/// Lookups of cached keys (`cachedLatest`, `cachedKey`) take one short lock and never wait on
+/// I/O, so the server answers them inline. Everything else is async: a load of one key never waits
+/// on a load of another, concurrent requests for the same key share one load (single-flight), and
+/// writes of new versions of one key id are serialised so version numbers never collide.
+/// Failures are not remembered: the next request tries again.
+public final class InstanceKeyStore: Sendable {
+    public let name: String
+    public let provider: any KeyProvider
+    public let directory: KeyFileDirectory
+    public let keyLength: Int
+    public let autoCreate: Bool
+    private let logger: Logger
+
+    private struct State {
+        /// Versions on disk, ascending, per key id.
+        var index: [UInt32: [UInt32]] = [:]
+        var keys: [KeyRef: SecureBytes] = [:]
+        var loads: [KeyRef: Task<SecureBytes, any Error>] = [:]
+        /// The newest write of a version per key id; the next one waits for it.
+        var writes: [UInt32: PendingWrite] = [:]
+        var nextWriteSerial: UInt64 = 0
+        var failedLoads = 0
+        var lastError: String?
+    }
+
+    private struct PendingWrite {
+        var serial: UInt64
+        var task: Task<UInt32, any Error>
+    }
+
+    private let state = Mutex(State())
+
+    public init(name: String, provider: any KeyProvider, directory: String, keyLength: Int, autoCreate: Bool, logger: Logger) {
+        self.name = name
+        self.provider = provider
+        self.directory = KeyFileDirectory(path: directory, prefix: provider.fileNamePrefix)
+        self.keyLength = keyLength
+        self.autoCreate = autoCreate
+        var logger = logger
+        logger[metadataKey: "instance"] = "\(name)"
+        self.logger = logger
+    }
+
+    /// Creates the directory if needed and rebuilds the index from the files in it.
+    public func open() throws(StorageError) {
+        try directory.prepare()
+        let index = try directory.scan()
+        state.withLock { $0.index = index }
+    }
+
+    // MARK: Cached path
+
+    public func cachedLatest(keyID: UInt32) -> (version: UInt32, key: SecureBytes)? {
+        state.withLock { state in
+            guard let version = state.index[keyID]?.last, let key = state.keys[KeyRef(keyID: keyID, version: version)] else { return nil }
+            return (version, key)
+        }
+    }
+
+    public func cachedKey(_ ref: KeyRef) -> SecureBytes? {
+        state.withLock { $0.keys[ref] }
+    }
+
+    // MARK: Requests
+
+    /// The newest version of `keyID`, creating version 1 when the key is new and the instance allows it.
+    public func latest(keyID: UInt32) async throws(KeyStoreError) -> (version: UInt32, key: SecureBytes) {
+        guard keyID != 0 else { throw KeyStoreError(.notFound, "key id 0 is never valid") }
+        while true {
+            enum Next { case version(UInt32), wait(Task<UInt32, any Error>) }
+            let next: Next? = state.withLock { state in
+                if let version = state.index[keyID]?.last { return .version(version) }
+                if let write = state.writes[keyID] { return .wait(write.task) }
+                return nil
+            }
+            switch next {
+            case let .version(version):
+                return (version, try await key(KeyRef(keyID: keyID, version: version)))
+            case let .wait(write):
+                _ = try await Self.value(of: write)
+                continue
+            case nil:
+                guard autoCreate else {
+                    throw KeyStoreError(.notFound, "key \(keyID) does not exist in instance \"\(name)\" and auto_create is off")
+                }
+                let write = startWrite(keyID: keyID, onlyIfNew: true)
+                let version = try await Self.value(of: write)
+                return (version, try await key(KeyRef(keyID: keyID, version: version)))
+            }
+        }
+    }
+
+    /// One version of a key, unwrapped from its file on first use.
+    public func key(_ ref: KeyRef) async throws(KeyStoreError) -> SecureBytes {
+        guard ref.keyID != 0, ref.version != 0 else { throw KeyStoreError(.notFound, "key id 0 and version 0 are never valid") }
+        enum Next { case ready(SecureBytes), wait(Task<SecureBytes, any Error>) }
+        let next: Next = state.withLock { state in
+            if let key = state.keys[ref] { return .ready(key) }
+            if let load = state.loads[ref] { return .wait(load) }
+            let load = Task { try await self.load(ref) }
+            state.loads[ref] = load
+            return .wait(load)
+        }
+        switch next {
+        case let .ready(key): return key
+        case let .wait(load): return try await Self.value(of: load)
+        }
+    }
+
+    /// Writes version N+1 of `keyID` (or of every key when nil); returns the new versions.
+    public func rotate(keyID: UInt32?) async throws(KeyStoreError) -> [RotatedVersion] {
+        let ids: [UInt32]
+        if let keyID {
+            guard keyID != 0 else { throw KeyStoreError(.notFound, "key id 0 is never valid") }
+            let exists = state.withLock { $0.index[keyID] != nil || $0.writes[keyID] != nil }
+            guard exists || autoCreate else {
+                throw KeyStoreError(.notFound, "key \(keyID) does not exist in instance \"\(name)\" and auto_create is off")
+            }
+            ids = [keyID]
+        } else {
+            ids = state.withLock { Array($0.index.keys).sorted() }
+        }
+        let writes = ids.map { ($0, startWrite(keyID: $0, onlyIfNew: false)) }
+        var rotated: [RotatedVersion] = []
+        var firstError: KeyStoreError?
+        for (id, write) in writes {
+            do throws(KeyStoreError) {
+                let version = try await Self.value(of: write)
+                rotated.append(RotatedVersion(keyID: id, version: version))
+                logger.info("rotated key \(id) to version \(version)", metadata: ["key_id": "\(id)", "version": "\(version)"])
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        if let firstError { throw firstError }
+        return rotated
+    }
+
+    // MARK: Status
+
+    public struct Summary: Sendable {
+        public var keyIDs: Int
+        public var versions: Int
+        public var loaded: Int
+        public var pending: Int
+        public var failedLoads: Int
+        public var lastError: String?
+        public var newest: [(keyID: UInt32, version: UInt32)]
+    }
+
+    public func summary() -> Summary {
+        state.withLock { state in
+            Summary(keyIDs: state.index.count, versions: state.index.values.reduce(0) { $0 + $1.count },
+                    loaded: state.keys.count, pending: state.loads.count + state.writes.count,
+                    failedLoads: state.failedLoads, lastError: state.lastError,
+                    newest: state.index.compactMap { id, versions in versions.last.map { (id, $0) } }.sorted { $0.keyID < $1.keyID })
+        }
+    }
+
+    /// Unwraps every stored version, at most `concurrency` at a time. Returns the number that failed.
+    @discardableResult
+    public func warmUp(concurrency: Int) async -> Int {
+        let refs = state.withLock { state in
+            state.index.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }
+                .filter { state.keys[$0] == nil }
+                .sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        }
+        guard !refs.isEmpty else { return 0 }
+        let failures = await withTaskGroup(of: Bool.self) { group in
+            var iterator = refs.makeIterator()
+            var failed = 0
+            for _ in 0..<max(1, concurrency) {
+                guard let ref = iterator.next() else { break }
+                group.addTask { (try? await self.key(ref)) == nil }
+            }
+            for await didFail in group {
+                if didFail { failed += 1 }
+                if let ref = iterator.next() {
+                    group.addTask { (try? await self.key(ref)) == nil }
+                }
+            }
+            return failed
+        }
+        logger.info("loaded \(refs.count - failures) of \(refs.count) stored key versions\(failures > 0 ? ", \(failures) failed" : "")")
+        return failures
+    }
+
+    /// Drops every unwrapped key; the memory is zeroed as the last references go.
+    public func releaseKeys() {
+        state.withLock { $0.keys.removeAll() }
+    }
+
+    // MARK: Internals
+
+    private static func value<T>(of task: Task<T, any Error>) async throws(KeyStoreError) -> T {
+        do {
+            return try await task.value
+        } catch let error as KeyStoreError {
+            throw error
+        } catch {
+            throw KeyStoreError(.internal, "\(error)")
+        }
+    }
+
+    private func load(_ ref: KeyRef) async throws -> SecureBytes {
+        do throws(KeyStoreError) {
+            let key = try await unwrapStored(ref)
+            state.withLock { state in
+                state.keys[ref] = key
+                state.loads[ref] = nil
+            }
+            logger.info("loaded key \(ref.keyID) version \(ref.version) (\(key.count * 8) bits)",
+                        metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+            return key
+        } catch {
+            state.withLock { state in
+                state.loads[ref] = nil
+                if error.code != .notFound {
+                    state.failedLoads += 1
+                    state.lastError = error.message
+                }
+            }
+            if error.code != .notFound {
+                logger.error("cannot load key \(ref.keyID) version \(ref.version): \(error.message)",
+                             metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+            }
+            throw error
+        }
+    }
+
+    private func unwrapStored(_ ref: KeyRef) async throws(KeyStoreError) -> SecureBytes {
+        let known = state.withLock { $0.index[ref.keyID]?.contains(ref.version) ?? false }
+        guard known else {
+            throw KeyStoreError(.notFound, "\(ref) does not exist in instance \"\(name)\"")
+        }
+        let wrapped: [UInt8]
+        do {
+            wrapped = try directory.read(ref)
+        } catch {
+            throw KeyStoreError(.unavailable, error.description)
+        }
+        do {
+            return try await provider.unwrapDataKey(wrapped, for: ref, path: directory.filePath(ref))
+        } catch {
+            throw KeyStoreError(Self.code(for: error), error.message)
+        }
+    }
+
+    static func code(for error: ProviderError) -> KeyStoreError.Code {
+        switch error.code {
+        case .unavailable: .unavailable
+        case .denied: .denied
+        case .corrupt: .corrupt
+        case .internal: .internal
+        }
+    }
+
+    /// Starts the write of the next version of `keyID`, after any write already queued for it.
+    /// With `onlyIfNew`, a key that has versions by then is left alone and its newest is returned.
+    private func startWrite(keyID: UInt32, onlyIfNew: Bool) -> Task<UInt32, any Error> {
+        state.withLock { state in
+            if onlyIfNew, let pending = state.writes[keyID] { return pending.task }
+            let previous = state.writes[keyID]?.task
+            state.nextWriteSerial += 1
+            let serial = state.nextWriteSerial
+            let write = Task<UInt32, any Error> {
+                _ = try? await previous?.value
+                defer {
+                    self.state.withLock { state in
+                        if state.writes[keyID]?.serial == serial { state.writes[keyID] = nil }
+                    }
+                }
+                return try await self.writeNextVersion(keyID: keyID, onlyIfNew: onlyIfNew)
+            }
+            state.writes[keyID] = PendingWrite(serial: serial, task: write)
+            return write
+        }
+    }
+
+    private func writeNextVersion(keyID: UInt32, onlyIfNew: Bool) async throws -> UInt32 {
+        let current = state.withLock { $0.index[keyID]?.last }
+        if onlyIfNew, let current { return current }
+        let ref = KeyRef(keyID: keyID, version: (current ?? 0) + 1)
+        do throws(KeyStoreError) {
+            guard ref.version != 0 else { throw KeyStoreError(.internal, "key \(keyID) has no version numbers left") }
+            let (wrapped, key): ([UInt8], SecureBytes)
+            do {
+                (wrapped, key) = try await provider.generateDataKey(for: ref, length: keyLength)
+            } catch {
+                throw KeyStoreError(Self.code(for: error), error.message)
+            }
+            do {
+                try directory.writeNew(ref, bytes: wrapped)
+            } catch {
+                throw KeyStoreError(.unavailable, error.description)
+            }
+            state.withLock { state in
+                state.index[keyID, default: []].append(ref.version)
+                state.keys[ref] = key
+            }
+            logger.info("generated key \(keyID) version \(ref.version) (\(keyLength * 8) bits)",
+                        metadata: ["key_id": "\(keyID)", "version": "\(ref.version)"])
+            return ref.version
+        } catch {
+            state.withLock { $0.lastError = error.message }
+            logger.error("cannot create \(ref): \(error.message)", metadata: ["key_id": "\(keyID)", "version": "\(ref.version)"])
+            throw error
+        }
+    }
+}
+
+public struct RotatedVersion: Sendable, Equatable {
+    public var keyID: UInt32
+    public var version: UInt32
+    public init(keyID: UInt32, version: UInt32) {
+        self.keyID = keyID
+        self.version = version
+    }
+}

@@ -1,0 +1,143 @@
+import CKeybrokerSystem
+import Glibc
+import KMS
+
+/// One instance's directory of wrapped data keys, `<prefix>.<id>.<version>`.
+///
+/// New versions are written crash-safely and never replace an existing file: the bytes go to a
+/// temporary file created with O_EXCL, which is fsynced, then hard-linked to its final name (link
+/// fails if the name exists, where rename would replace it), then the temporary name is removed and
+/// the directory fsynced. A crash leaves either no version or a complete one, plus at most a
+/// temporary file that `scan` removes.
+public struct KeyFileDirectory: Sendable {
+    public let path: String
+    public let prefix: String
+    static let temporaryMarker = ".tmp-"
+
+    public init(path: String, prefix: String) {
+        self.path = path
+        self.prefix = prefix
+    }
+
+    public func filePath(_ ref: KeyRef) -> String {
+        "\(path)/\(prefix).\(ref.keyID).\(ref.version)"
+    }
+
+    /// Creates the directory (mode 0700) when missing.
+    public func prepare() throws(StorageError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw StorageError(path: path, operation: "create directory", errno: errno)
+        }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw StorageError(path: path, operation: "stat", errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { throw StorageError(path: path, operation: "use as key directory", errno: ENOTDIR) }
+    }
+
+    /// The versions present, per key id, ascending. Removes temporary files left by a crash.
+    public func scan() throws(StorageError) -> [UInt32: [UInt32]] {
+        guard let directory = opendir(path) else { throw StorageError(path: path, operation: "open directory", errno: errno) }
+        defer { closedir(directory) }
+        var found: [UInt32: [UInt32]] = [:]
+        var leftovers: [String] = []
+        errno = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasPrefix(Self.temporaryMarker) {
+                leftovers.append(name)
+            } else if let ref = parse(name) {
+                found[ref.keyID, default: []].append(ref.version)
+            }
+        }
+        for name in leftovers { unlink("\(path)/\(name)") }
+        return found.mapValues { $0.sorted() }
+    }
+
+    /// `<prefix>.<id>.<version>` with decimal numbers, no leading zeros, neither zero.
+    public func parse(_ name: String) -> KeyRef? {
+        guard name.hasPrefix(prefix + ".") else { return nil }
+        let parts = name.dropFirst(prefix.count + 1).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let id = Self.number(parts[0]), let version = Self.number(parts[1]) else { return nil }
+        return KeyRef(keyID: id, version: version)
+    }
+
+    private static func number(_ text: Substring) -> UInt32? {
+        guard let first = text.first, first != "0", text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        guard let value = UInt32(text), value != 0 else { return nil }
+        return value
+    }
+
+    public func read(_ ref: KeyRef) throws(StorageError) -> [UInt8] {
+        let file = filePath(ref)
+        let fd = CKB_open_read(file)
+        guard fd >= 0 else { throw StorageError(path: file, operation: "open", errno: -fd) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = Glibc.read(fd, &chunk, chunk.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StorageError(path: file, operation: "read", errno: errno)
+            }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+            if bytes.count > 1 << 20 { throw StorageError(path: file, operation: "read", errno: EFBIG) }
+        }
+        return bytes
+    }
+
+    /// Writes a new version; fails with EEXIST if that version is already on disk.
+    public func writeNew(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError) {
+        let final = filePath(ref)
+        let suffix = UInt64.random(in: 0...UInt64.max)
+        let temporary = "\(path)/\(Self.temporaryMarker)\(prefix).\(ref.keyID).\(ref.version).\(String(suffix, radix: 16))"
+        let fd = CKB_create_exclusive(temporary, 0o400)
+        guard fd >= 0 else { throw StorageError(path: temporary, operation: "create", errno: -fd) }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+            unlink(temporary)
+        }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StorageError(path: temporary, operation: "write", errno: errno)
+            }
+            written += count
+        }
+        guard fsync(fd) == 0 else { throw StorageError(path: temporary, operation: "fsync", errno: errno) }
+        closed = true
+        guard close(fd) == 0 else { throw StorageError(path: temporary, operation: "close", errno: errno) }
+        guard link(temporary, final) == 0 else { throw StorageError(path: final, operation: "create", errno: errno) }
+        unlink(temporary)
+        try syncDirectory()
+    }
+
+    func syncDirectory() throws(StorageError) {
+        let fd = CKB_open_directory(path)
+        guard fd >= 0 else { throw StorageError(path: path, operation: "open directory", errno: -fd) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw StorageError(path: path, operation: "fsync directory", errno: errno) }
+    }
+}
+
+/// A file-system failure, named by path and errno.
+public struct StorageError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var operation: String
+    public var errno: Int32
+
+    public init(path: String, operation: String, errno: Int32) {
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+    }
+
+    public var description: String {
+        "cannot \(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}

@@ -1,0 +1,97 @@
+import CKeybrokerCrypto
+
+/// Secret bytes (a data key, a master key) in locked memory, zeroed when the last reference goes.
+/// Immutable after creation, hence safe to share between threads.
+public final class SecureBytes: @unchecked Sendable {
+    private let pointer: UnsafeMutableRawPointer
+    public let count: Int
+    /// Size of a dedicated allocation, or nil for a pool slot.
+    private let dedicatedSize: Int?
+
+    public enum AllocationError: Error, CustomStringConvertible {
+        case outOfMemory(Int)
+        public var description: String {
+            switch self {
+            case let .outOfMemory(count): "cannot allocate \(count) bytes of locked memory"
+            }
+        }
+    }
+
+    /// Allocates `count` bytes and lets `initializer` fill them. If it throws, the memory is zeroed.
+    public init<E: Error>(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) where E: Error {
+        precondition(count >= 0, "negative secret length")
+        let pool = LockedMemoryPool.shared
+        let allocation: (UnsafeMutableRawPointer, Int?)
+        if count <= LockedMemoryPool.slotSize, let slot = pool.allocateSlot() {
+            allocation = (slot, nil)
+        } else if let (pages, size) = pool.allocateLarge(byteCount: max(count, 1)) {
+            allocation = (pages, size)
+        } else {
+            // Out of memory for a few bytes: nothing sensible is left to do.
+            fatalError("cannot allocate \(count) bytes of locked memory")
+        }
+        self.pointer = allocation.0
+        self.dedicatedSize = allocation.1
+        self.count = count
+        do {
+            try initializer(UnsafeMutableRawBufferPointer(start: pointer, count: count))
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    /// Copies `bytes`; the caller zeroes its own copy.
+    public convenience init(copying bytes: some Collection<UInt8>) {
+        self.init(count: bytes.count) { (buffer: UnsafeMutableRawBufferPointer) in
+            buffer.copyBytes(from: bytes)
+        }
+    }
+
+    private func release() {
+        if let size = dedicatedSize {
+            LockedMemoryPool.shared.releaseLarge(pointer, size: size)
+        } else {
+            LockedMemoryPool.shared.releaseSlot(pointer)
+        }
+    }
+
+    deinit {
+        release()
+    }
+
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    /// First 8 bytes of SHA-256, in hex: lets an admin compare keys without revealing them.
+    public var fingerprint: String {
+        var digest = [UInt8](repeating: 0, count: 32)
+        withUnsafeBytes { bytes in
+            CKB_sha256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &digest)
+        }
+        return digest.prefix(8).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+
+    /// Constant-time comparison.
+    public func isEqual(to other: SecureBytes) -> Bool {
+        guard count == other.count else { return false }
+        return withUnsafeBytes { a in
+            other.withUnsafeBytes { b in
+                var difference: UInt8 = 0
+                for index in 0..<count { difference |= a[index] ^ b[index] }
+                return difference == 0
+            }
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Zeroes a temporary copy of secret bytes before it is dropped.
+    public mutating func cleanse() {
+        withUnsafeMutableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,83 @@
+import BrokerProtocol
+import CKeybrokerSystem
+import Glibc
+import NIOCore
+
+/// A blocking protocol v1 client over the broker's Unix socket, for one command's few requests.
+struct BrokerConnection {
+    private let fd: Int32
+    private var nextRequestID: UInt32 = 1
+    let path: String
+
+    init(path: String, timeoutSeconds: Int = 30) throws(CommandError) {
+        let fd = CKB_unix_connect(path)
+        guard fd >= 0 else {
+            let hint = (-fd == ENOENT || -fd == ECONNREFUSED) ? " (is keybrokerd running?)" : (-fd == EACCES ? " (are you in the socket's group?)" : "")
+            throw CommandError("cannot connect to \(path): \(String(cString: strerror(-fd)))\(hint)")
+        }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        self.fd = fd
+        self.path = path
+    }
+
+    func close() {
+        _ = Glibc.close(fd)
+    }
+
+    /// Sends one request and waits for its response; a non-OK status becomes an error.
+    mutating func call(_ body: Request.Body) throws(CommandError) -> Response.Body {
+        let request = Request(requestID: nextRequestID, body: body)
+        nextRequestID += 1
+        var buffer = ByteBuffer()
+        request.encode(into: &buffer)
+        let bytes = buffer.readableBytesView
+        var sent = 0
+        while sent < bytes.count {
+            let count = Array(bytes.dropFirst(sent)).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard count > 0 else { throw CommandError("cannot send to \(path): \(String(cString: strerror(errno)))") }
+            sent += count
+        }
+        let header = try receive(4)
+        let length = header.reduce(0) { $0 << 8 | Int($1) }
+        guard (1...ProtocolConstants.maximumFrameLength).contains(length) else {
+            throw CommandError("the broker sent a frame of \(length) bytes, outside protocol v1's limits")
+        }
+        let payload = try receive(length)
+        let response: Response
+        do {
+            response = try Response(payload: ByteBuffer(bytes: payload))
+        } catch {
+            throw CommandError("cannot read the broker's response: \(error.message)")
+        }
+        guard response.requestID == request.requestID else {
+            throw CommandError("the broker answered request \(response.requestID), not \(request.requestID)")
+        }
+        if case let .failure(message) = response.body {
+            throw CommandError("\(response.status): \(message)")
+        }
+        return response.body
+    }
+
+    private func receive(_ count: Int) throws(CommandError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var received = 0
+        while received < count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress! + received, count - received, 0) }
+            if n == 0 { throw CommandError("the broker closed the connection") }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = errno == EAGAIN ? "timed out waiting for the broker" : String(cString: strerror(errno))
+                throw CommandError("cannot read from \(path): \(reason)")
+            }
+            received += n
+        }
+        return bytes
+    }
+}
+
+struct CommandError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,230 @@
+import ArgumentParser
+import BrokerConfiguration
+import BrokerProtocol
+import CKeybrokerCrypto
+import Foundation
+import KMS
+
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("keybrokerd's configuration, to find the socket.", valueName: "path"))
+    var config: String = BrokerConfig.defaultPath
+
+    @Option(name: .long, help: ArgumentHelp("The broker's socket (overrides the configuration).", valueName: "path"))
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("The instance to use.", valueName: "name"))
+    var instance: String = "default"
+
+    func socketPath() throws(CommandError) -> String {
+        if let socket { return socket }
+        do {
+            return try BrokerConfig.load(path: config).socketPath
+        } catch {
+            throw CommandError("\(error.description) (or pass --socket PATH)")
+        }
+    }
+
+    func connect() throws(CommandError) -> BrokerConnection {
+        var connection = try BrokerConnection(path: socketPath())
+        _ = try connection.call(.hello(protocolVersion: ProtocolConstants.version, instance: instance, client: "keybrokerctl"))
+        return connection
+    }
+}
+
+@main
+struct Keybrokerctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keybrokerctl",
+        abstract: "Administer keybroker: inspect, fetch and rotate data keys.",
+        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, InitLocal.self])
+
+    /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.
+    static func main() {
+        do {
+            var command = try parseAsRoot(movingGlobalOptionsAfterSubcommand(Array(CommandLine.arguments.dropFirst())))
+            try command.run()
+        } catch let error as CommandError {
+            FileHandle.standardError.write(Data("keybrokerctl: \(error.description)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data("keybrokerctl: \(fullMessage(for: error))\n".utf8))
+            Foundation.exit(code == ExitCode(1) ? 1 : 2)
+        }
+    }
+}
+
+/// `keybrokerctl --socket S latest 1` reads naturally, but ArgumentParser only gives subcommands
+/// the options written after their name: move the global ones there.
+func movingGlobalOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
+    let globals: Set<String> = ["--config", "--socket", "--instance"]
+    var leading: [String] = []
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+        guard globals.contains(name) else { break }
+        leading.append(argument)
+        if !argument.contains("="), index + 1 < arguments.count {
+            leading.append(arguments[index + 1])
+            index += 1
+        }
+        index += 1
+    }
+    guard !leading.isEmpty, index < arguments.count else { return arguments }
+    return [arguments[index]] + leading + arguments[(index + 1)...]
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}
+
+func fingerprint(_ key: [UInt8]) -> String {
+    var digest = [UInt8](repeating: 0, count: 32)
+    CKB_sha256(key, key.count, &digest)
+    return hex(Array(digest.prefix(8)))
+}
+
+func parseKeyID(_ text: String, what: String = "key id") throws -> UInt32 {
+    guard let value = UInt32(text), value != 0 else {
+        throw ValidationError("\(what) must be a number from 1 to 4294967295, not \"\(text)\"")
+    }
+    return value
+}
+
+func statusDocument(_ options: GlobalOptions) throws(CommandError) -> [String: Any] {
+    var connection = try options.connect()
+    defer { connection.close() }
+    guard case let .status(json) = try connection.call(.status),
+          let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+    else { throw CommandError("the broker's STATUS answer is not a JSON object") }
+    return object
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the broker's health and its instances.")
+    @OptionGroup var options: GlobalOptions
+    @Flag(name: .long, help: "Print the raw JSON document.") var json = false
+
+    func run() throws {
+        let document = try statusDocument(options)
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("\(document["server"] ?? "keybrokerd"), up \(document["uptime_s"] ?? 0) s, \(document["connections"] ?? 0) connections, \(document["requests"] ?? 0) requests, \(document["errors"] ?? 0) errors, \(document["denied"] ?? 0) denied")
+        for (name, value) in ((document["instances"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let instance = value as? [String: Any] else { continue }
+            let lastError = (instance["last_error"] as? String).map { ", last error: \($0)" } ?? ""
+            print("instance \(name): provider \(instance["provider"] ?? "?"), \(instance["key_ids"] ?? 0) keys, \(instance["versions"] ?? 0) versions, \(instance["loaded"] ?? 0) loaded, \(instance["pending"] ?? 0) pending, \(instance["failed"] ?? 0) failed\(lastError)")
+        }
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the instance's key ids and their latest versions.")
+    @OptionGroup var options: GlobalOptions
+
+    func run() throws {
+        let document = try statusDocument(options)
+        guard let instance = (document["instances"] as? [String: Any])?[options.instance] as? [String: Any] else {
+            throw CommandError("the broker reported no instance \"\(options.instance)\"")
+        }
+        print("KEY_ID\tLATEST_VERSION")
+        for key in (instance["keys"] as? [[String: Any]]) ?? [] {
+            print("\(key["id"] ?? "?")\t\(key["latest"] ?? "?")")
+        }
+        if instance["keys_truncated"] as? Bool == true {
+            print("(the list stops at 500 of \(instance["key_ids"] ?? "?") keys)")
+        }
+    }
+}
+
+struct Latest: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the latest version of a key (creating version 1 of a new key when the instance allows it).")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "Key id.") var id: String
+
+    func run() throws {
+        let keyID = try parseKeyID(id)
+        var connection = try options.connect()
+        defer { connection.close() }
+        guard case let .latestKey(version, key) = try connection.call(.latestKey(keyID: keyID)) else {
+            throw CommandError("unexpected answer to LATEST_KEY")
+        }
+        print("key \(keyID) version \(version) (\(key.count * 8) bits, fingerprint \(fingerprint(key)))")
+    }
+}
+
+struct GetKey: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get-key", abstract: "Print a key's version and fingerprint (first 8 bytes of SHA-256).")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "Key id.") var id: String
+    @Option(name: .long, help: "Version (default: the latest).") var version: String?
+    @Flag(name: .long, help: "Also print the key itself, in hex.") var reveal = false
+
+    func run() throws {
+        let keyID = try parseKeyID(id)
+        let requested = try version.map { try parseKeyID($0, what: "version") }
+        var connection = try options.connect()
+        defer { connection.close() }
+        var key: [UInt8]
+        let keyVersion: UInt32
+        if let requested {
+            guard case let .getKey(bytes) = try connection.call(.getKey(keyID: keyID, version: requested)) else {
+                throw CommandError("unexpected answer to GET_KEY")
+            }
+            (keyVersion, key) = (requested, bytes)
+        } else {
+            guard case let .latestKey(latest, bytes) = try connection.call(.latestKey(keyID: keyID)) else {
+                throw CommandError("unexpected answer to LATEST_KEY")
+            }
+            (keyVersion, key) = (latest, bytes)
+        }
+        print("key \(keyID) version \(keyVersion) (\(key.count * 8) bits, fingerprint \(fingerprint(key)))")
+        if reveal { print(hex(key)) }
+        key.withUnsafeMutableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+    }
+}
+
+struct Rotate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a new version of a key, or of every key with --all.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "Key id.") var id: String?
+    @Flag(name: .long, help: "Rotate every key of the instance.") var all = false
+
+    func validate() throws {
+        if all == (id != nil) { throw ValidationError("give a key id or --all, not both or neither") }
+    }
+
+    func run() throws {
+        let keyID = try id.map { try parseKeyID($0) } ?? ProtocolConstants.allKeys
+        var connection = try options.connect()
+        defer { connection.close() }
+        guard case let .rotate(keys) = try connection.call(.rotate(keyID: keyID)) else {
+            throw CommandError("unexpected answer to ROTATE")
+        }
+        if keys.isEmpty { print("no keys to rotate in instance \"\(options.instance)\"") }
+        for key in keys { print("key \(key.keyID) now at version \(key.version)") }
+    }
+}
+
+struct InitLocal: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init-local", abstract: "Create a new master key file for the local provider (mode 0600; never overwrites).")
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .customLong("master-key"), help: ArgumentHelp("Where to write the key.", valueName: "path")) var masterKey: String
+
+    func run() throws {
+        do {
+            try MasterKeyFile.create(path: masterKey)
+        } catch {
+            throw CommandError(error.description)
+        }
+        print("created \(masterKey) (256-bit master key, mode 0600); back it up: without it the data keys cannot be unwrapped")
+    }
+}

@@ -1,0 +1,166 @@
+import ArgumentParser
+import Broker
+import BrokerConfiguration
+import CKeybrokerSystem
+import CKeybrokerSystemd
+import Glibc
+import KeyStore
+import Logging
+import ServiceLifecycle
+
+@main
+struct Keybrokerd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keybrokerd",
+        abstract: "Serves MariaDB data keys over a Unix socket; master keys stay in the KMS.",
+        version: BrokerContext.serverName)
+
+    @Option(name: .long, help: ArgumentHelp("Configuration file.", valueName: "path"))
+    var config: String = BrokerConfig.defaultPath
+
+    @Flag(name: .long, help: "Check the configuration and the master keys, then exit.")
+    var check = false
+
+    func run() async throws {
+        umask(0o077)
+        let hardening = CKB_harden_process()
+        do {
+            try await serve(hardeningError: hardening)
+        } catch let error as StartupError {
+            writeToStandardError("keybrokerd: \(error.message)\n")
+            _ = CKB_notify("STATUS=failed to start: \(error.message)")
+            throw ExitCode(1)
+        }
+    }
+
+    struct StartupError: Error {
+        var message: String
+    }
+
+    private func serve(hardeningError: Int32) async throws {
+        let settings: BrokerConfig
+        do {
+            settings = try BrokerConfig.load(path: config)
+        } catch {
+            throw StartupError(message: error.description)
+        }
+        let useJournal = CKB_stderr_is_journal() == 1
+        let level = Self.loggerLevel(settings.logLevel)
+        LoggingSystem.bootstrap { _ in DaemonLogHandler(level: level, useJournal: useJournal) }
+        let logger = Logger(label: "keybrokerd")
+        if hardeningError != 0 {
+            logger.warning("cannot make the process non-dumpable: \(String(cString: strerror(-hardeningError)))")
+        }
+
+        let broker = try Self.makeBroker(settings, logger: logger)
+        if check {
+            print("\(settings.file): configuration OK (\(settings.instances.count) instance\(settings.instances.count == 1 ? "" : "s"))")
+            return
+        }
+        let target: ListenTarget
+        do {
+            target = try ListenTarget.fromEnvironment(fallbackPath: settings.socketPath)
+        } catch {
+            throw StartupError(message: error.description)
+        }
+        let instanceNames = settings.instances.map(\.name).joined(separator: ", ")
+        let server = BrokerServer(broker: broker, target: target, logger: logger) {
+            logger.info("ready: instances \(instanceNames)", metadata: ["event": "started"])
+            _ = CKB_notify("READY=1\nSTATUS=serving instances \(instanceNames)")
+        }
+        let warmUp = WarmUpService(broker: broker, settings: settings)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server), .init(service: warmUp, successTerminationBehavior: .ignore)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
+        do {
+            try await group.run()
+        } catch let error as BrokerServer.Failure {
+            throw StartupError(message: error.description)
+        }
+        _ = CKB_notify("STOPPING=1")
+        broker.releaseKeys()
+        logger.info("stopped; \(broker.requestsServed) requests served, keys zeroed", metadata: ["event": "stopping"])
+    }
+
+    static func loggerLevel(_ level: BrokerConfig.LogLevel) -> Logger.Level {
+        switch level {
+        case .error: .error
+        case .warning: .warning
+        case .info: .info
+        case .debug: .debug
+        }
+    }
+
+    /// Everything the configuration names, checked before the socket is opened: users and groups,
+    /// master keys, the state directory and the key files already in it.
+    static func makeBroker(_ settings: BrokerConfig, logger: Logger) throws -> BrokerContext {
+        let file = settings.file
+        do {
+            let admins = try AccessList.resolve(settings.admins, file: file, key: "admins")
+            var clients: [String: AccessList] = [:]
+            var stores: [String: InstanceKeyStore] = [:]
+            try prepareStateDirectory(settings.stateDirectory, file: file)
+            for instance in settings.instances {
+                clients[instance.name] = try AccessList.resolve(instance.clients, file: file, key: "instances.\(instance.name).clients")
+                let provider = try instance.makeProvider(configFile: file, environment: Self.environment())
+                let store = InstanceKeyStore(name: instance.name, provider: provider,
+                                             directory: "\(settings.stateDirectory)/\(instance.name)",
+                                             keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate,
+                                             logger: logger)
+                do {
+                    try store.open()
+                } catch {
+                    throw StartupError(message: "instance \"\(instance.name)\": \(error.description)")
+                }
+                let summary = store.summary()
+                logger.info("instance \"\(instance.name)\": provider \(provider.name), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.directory.path)")
+                stores[instance.name] = store
+            }
+            return BrokerContext(instances: stores, clients: clients, admins: admins, limits: settings.limits, logger: logger)
+        } catch let error as ConfigError {
+            throw StartupError(message: error.description)
+        }
+    }
+
+    static func prepareStateDirectory(_ path: String, file: String) throws {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw StartupError(message: "\(file): state_dir: cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw StartupError(message: "\(file): state_dir: \(path) is not a directory")
+        }
+        if info.st_mode & 0o077 != 0 {
+            throw StartupError(message: "\(file): state_dir: \(path) is open to group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 700 \(path)")
+        }
+    }
+
+    static func environment() -> [String: String] {
+        var result: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let index = text.firstIndex(of: "=") {
+                result[String(text[..<index])] = String(text[text.index(after: index)...])
+            }
+            entry += 1
+        }
+        return result
+    }
+}
+
+/// Unwraps every stored key at start-up, with bounded concurrency per instance.
+struct WarmUpService: Service {
+    let broker: BrokerContext
+    let settings: BrokerConfig
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            for instance in settings.instances {
+                guard let store = broker.instances[instance.name] else { continue }
+                group.addTask { await store.warmUp(concurrency: instance.prefetchConcurrency) }
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+"""Start and stop a real keybrokerd for the integration tests."""
+import os
+import pwd
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(os.environ.get("KEYBROKER_BIN_DIR", ROOT / ".build" / "debug"))
+KEYBROKERD = BIN_DIR / "keybrokerd"
+KEYBROKERCTL = BIN_DIR / "keybrokerctl"
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(top, instances):
+    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
+    for name, settings in instances.items():
+        lines.append(f"\n[instances.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_master_key(path):
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def me():
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+class Broker:
+    """One keybrokerd process with its own directory: config, master key, state, socket, log."""
+
+    def __init__(self, workdir, instances=None, extra=None, master_key=None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.socket = str(self.dir / "kb.sock")
+        self.state_dir = self.dir / "state"
+        self.master_key = Path(master_key) if master_key else self.dir / "master.key"
+        if not self.master_key.exists():
+            write_master_key(self.master_key)
+        self.config_path = self.dir / "keybroker.toml"
+        self.log_path = self.dir / "keybrokerd.log"
+        self.top = {"socket": self.socket, "state_dir": str(self.state_dir), "log_level": "info",
+                    "admins": [me()]}
+        if extra:
+            self.top.update(extra)
+        self.instances = instances or {
+            "default": {"provider": "local", "clients": [me()], "master_key_file": str(self.master_key)}}
+        self.proc = None
+        self.write_config()
+
+    def write_config(self):
+        self.config_path.write_text(render_config(self.top, self.instances))
+
+    def start(self, wait=True, env=None, args=()):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(KEYBROKERD), "--config", str(self.config_path), *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keybrokerd exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.socket)
+                s.close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"keybrokerd did not listen on {self.socket}:\n{self.log_text()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode if self.proc else None
+        if self.proc:
+            self.log.close()
+        self.proc = None
+        return code
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def ctl(self, *args, check=False, user=None, input=None):
+        cmd = [str(KEYBROKERCTL), "--config", str(self.config_path), *args]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, input=input, timeout=60)
+
+    def instance_dir(self, name="default"):
+        return self.state_dir / name
