@@ -62,6 +62,8 @@ class Broker:
                     "admins": [me()]}
         if extra:
             self.top.update(extra)
+            self.socket = self.top["socket"]
+            self.state_dir = Path(self.top["state_dir"])
         self.instances = instances or {
             "default": {"provider": "local", "clients": [me()], "master_key_file": str(self.master_key)}}
         self.proc = None

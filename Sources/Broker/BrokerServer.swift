@@ -49,11 +49,6 @@ public final class BrokerServer: Service {
             logger.info("listening on the socket passed by systemd (fd \(fd))")
         case let .path(path):
             do {
-                try ListenTarget.prepareToBind(path)
-            } catch {
-                throw Failure(description: error.description)
-            }
-            do {
                 serverChannel = try await bootstrap.bind(unixDomainSocketPath: path).get()
             } catch {
                 throw Failure(description: "Failed to listen on \(path): \(error)")

@@ -32,9 +32,9 @@ public enum ListenTarget: Sendable, Equatable {
         return .inheritedDescriptor(fd)
     }
 
-    /// Checks that `path` may be bound: its directory is not writable by others, and no live
+    /// Checks that `path` may be bound (call before the server binds it): its directory is not writable by others, and no live
     /// server answers on it. A stale socket file (nothing listening) is removed.
-    static func prepareToBind(_ path: String) throws(Failure) {
+    public static func prepareToBind(_ path: String) throws(Failure) {
         let directory = path.lastIndex(of: "/").map { index in index == path.startIndex ? "/" : String(path[..<index]) } ?? "."
         var info = stat()
         guard stat(directory, &info) == 0 else {

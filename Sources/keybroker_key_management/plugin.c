@@ -68,6 +68,7 @@ static pthread_cond_t refresher_wake;  /* on CLOCK_MONOTONIC, set up by keybroke
 static bool stopping;
 
 static void update_version_ttl(MYSQL_THD, struct st_mysql_sys_var *, void *, const void *);
+static int check_rotate_key(MYSQL_THD, struct st_mysql_sys_var *, void *, struct st_mysql_value *);
 static void update_rotate_key(MYSQL_THD, struct st_mysql_sys_var *, void *, const void *);
 
 static MYSQL_SYSVAR_STR(socket, socket_path,
@@ -99,7 +100,7 @@ static MYSQL_SYSVAR_UINT(version_ttl, version_ttl,
 static MYSQL_SYSVAR_INT(rotate_key, rotate_key,
   PLUGIN_VAR_RQCMDARG,
   "Set to a key id to rotate that key through the broker, or to -1 to rotate every key",
-  NULL, update_rotate_key, 0, -1, INT_MAX, 0);
+  check_rotate_key, update_rotate_key, 0, -1, INT_MAX, 0);
 
 static struct st_mysql_sys_var *settings[]= {
   MYSQL_SYSVAR(socket),
@@ -113,6 +114,10 @@ static struct st_mysql_sys_var *settings[]= {
 
 /* ---- logging ------------------------------------------------------------------------------ */
 
+/* mariadb-backup loads the plugin too (--backup, --prepare) but drops notes and error-log-only
+   messages; there the lines go to stderr, where the DBA running the backup reads them. */
+static bool in_server;
+
 /* Formats with the C library (the server's my_snprintf knows fewer conversions). */
 static void log_line(int severity, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
@@ -123,9 +128,19 @@ static void log_line(int severity, const char *format, ...)
   va_start(ap, format);
   vsnprintf(line, sizeof line, format, ap);
   va_end(ap);
-  my_printf_error(ER_UNKNOWN_ERROR, LOG_PREFIX "%s",
-                  ME_ERROR_LOG_ONLY | (severity == 0 ? ME_NOTE : severity == 1 ? ME_WARNING : 0),
-                  line);
+  if (in_server)
+    my_printf_error(ER_UNKNOWN_ERROR, LOG_PREFIX "%s",
+                    ME_ERROR_LOG_ONLY | (severity == 0 ? ME_NOTE : severity == 1 ? ME_WARNING : 0),
+                    line);
+  else
+  {
+    char stamp[32];
+    const time_t now= time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", localtime_r(&now, &tm));
+    fprintf(stderr, "%s 0 [%s] " LOG_PREFIX "%s\n", stamp,
+            severity == 0 ? "Note" : severity == 1 ? "Warning" : "ERROR", line);
+  }
 }
 
 /* One sentence for a failed broker call: the cause, then a hint. */
@@ -352,6 +367,19 @@ static int learn_version(unsigned key_id, unsigned version, struct broker_error 
   return result;
 }
 
+/* Refuses what the server would otherwise clamp: -2 must not become -1, "rotate every key". */
+static int check_rotate_key(MYSQL_THD thd, struct st_mysql_sys_var *var, void *save,
+                            struct st_mysql_value *value)
+{
+  (void) thd; (void) var;
+  long long v;
+  if (value->val_int(value, &v) || (value->is_unsigned(value) && v < 0) || v < -1 ||
+      v > INT_MAX)
+    return 1;
+  *(int *) save= (int) v;
+  return 0;
+}
+
 static void update_rotate_key(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr,
                               const void *save)
 {
@@ -564,6 +592,8 @@ static int keybroker_init(void *p)
   struct broker_error err;
   int rc;
 
+  in_server= !strcmp(program_invocation_short_name, "mariadbd") ||
+             !strcmp(program_invocation_short_name, "mysqld");
   pthread_condattr_t attr;
   pthread_condattr_init(&attr);
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

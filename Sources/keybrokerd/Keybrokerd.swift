@@ -52,16 +52,17 @@ struct Keybrokerd: AsyncParsableCommand {
             logger.warning("cannot make the process non-dumpable: \(String(cString: strerror(-hardeningError)))")
         }
 
+        let target: ListenTarget
+        do {
+            target = try ListenTarget.fromEnvironment(fallbackPath: settings.socketPath)
+            if case let .path(path) = target, !check { try ListenTarget.prepareToBind(path) }
+        } catch {
+            throw StartupError(message: error.description)
+        }
         let broker = try Self.makeBroker(settings, logger: logger)
         if check {
             print("\(settings.file): configuration OK (\(settings.instances.count) instance\(settings.instances.count == 1 ? "" : "s"))")
             return
-        }
-        let target: ListenTarget
-        do {
-            target = try ListenTarget.fromEnvironment(fallbackPath: settings.socketPath)
-        } catch {
-            throw StartupError(message: error.description)
         }
         let instanceNames = settings.instances.map(\.name).joined(separator: ", ")
         let server = BrokerServer(broker: broker, target: target, logger: logger) {
@@ -113,9 +114,12 @@ struct Keybrokerd: AsyncParsableCommand {
                 } catch {
                     throw StartupError(message: "instance \"\(instance.name)\": \(error.description)")
                 }
-                let summary = store.summary()
-                logger.info("instance \"\(instance.name)\": provider \(provider.name), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.directory.path)")
                 stores[instance.name] = store
+            }
+            for instance in settings.instances {
+                guard let store = stores[instance.name] else { continue }
+                let summary = store.summary()
+                logger.info("instance \"\(instance.name)\": provider \(store.provider.name), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.directory.path)")
             }
             return BrokerContext(instances: stores, clients: clients, admins: admins, limits: settings.limits, logger: logger)
         } catch let error as ConfigError {

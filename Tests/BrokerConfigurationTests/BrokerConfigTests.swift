@@ -1,0 +1,113 @@
+import BrokerConfiguration
+import XCTest
+
+final class BrokerConfigTests: XCTestCase {
+    private func parse(_ text: String) throws -> BrokerConfig {
+        try BrokerConfig.parse(text, file: "/etc/keybroker/keybroker.toml")
+    }
+
+    private func assertError(_ text: String, key: String?, contains fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try parse(text), file: file, line: line) { error in
+            guard let error = error as? ConfigError else { return XCTFail("\(error)", file: file, line: line) }
+            XCTAssertEqual(error.key, key, error.description, file: file, line: line)
+            XCTAssertTrue(error.description.contains(fragment), error.description, file: file, line: line)
+            XCTAssertTrue(error.description.hasPrefix("/etc/keybroker/keybroker.toml: "), file: file, line: line)
+            XCTAssertFalse(error.description.contains("\n"), "one line", file: file, line: line)
+        }
+    }
+
+    let minimal = """
+        [instances.default]
+        master_key_file = "/etc/keybroker/master.key"
+        """
+
+    func testDefaults() throws {
+        let config = try parse(minimal)
+        XCTAssertEqual(config.socketPath, "/run/keybroker/keybroker.sock")
+        XCTAssertEqual(config.stateDirectory, "/var/lib/keybroker")
+        XCTAssertEqual(config.logLevel, .info)
+        XCTAssertEqual(config.instances.count, 1)
+        let instance = try XCTUnwrap(config.instance(named: "default"))
+        XCTAssertEqual(instance.provider, .local(.file("/etc/keybroker/master.key")))
+        XCTAssertTrue(instance.autoCreate)
+        XCTAssertEqual(instance.keySpec, .aes256)
+        XCTAssertEqual(instance.keySpec.byteCount, 32)
+    }
+
+    func testFullConfiguration() throws {
+        let config = try parse("""
+            socket = "/run/kb.sock"
+            state_dir = "/srv/kb"
+            log_level = "debug"
+            admins = ["root", "@wheel", 1000, "27"]
+            [instances.a]
+            provider = "local"
+            clients = ["mysql"]
+            auto_create = false
+            key_spec = "AES_128"
+            master_key_credential = "local-master-key"
+            [instances.b]
+            master_key_file = "/k"
+            """)
+        XCTAssertEqual(config.admins, [.user("root"), .group("wheel"), .uid(1000), .uid(27)])
+        let a = try XCTUnwrap(config.instance(named: "a"))
+        XCTAssertEqual(a.provider, .local(.credential("local-master-key")))
+        XCTAssertFalse(a.autoCreate)
+        XCTAssertEqual(a.keySpec.byteCount, 16)
+        XCTAssertNotNil(config.instance(named: "b"))
+    }
+
+    func testUnknownKeyIsNamed() {
+        assertError("sockett = \"/x\"\n" + minimal, key: "sockett", contains: "unknown setting")
+        assertError(minimal + "\nmaster_key = \"x\"", key: "instances.default.master_key", contains: "unknown setting")
+    }
+
+    func testWrongTypeIsNamed() {
+        assertError("admins = \"root\"\n" + minimal, key: "admins", contains: "must be a list")
+        assertError(minimal + "\nauto_create = \"yes\"", key: "instances.default.auto_create", contains: "true or false")
+    }
+
+    func testUnknownProvider() {
+        assertError("[instances.default]\nprovider = \"vault\"", key: "instances.default.provider", contains: "unknown provider \"vault\"")
+    }
+
+    func testMissingMasterKey() {
+        assertError("[instances.default]\nprovider = \"local\"", key: "instances.default.master_key_file", contains: "needs a master key")
+    }
+
+    func testBadKeySpecAndLogLevel() {
+        assertError(minimal + "\nkey_spec = \"AES_512\"", key: "instances.default.key_spec", contains: "AES_128")
+        assertError("log_level = \"loud\"\n" + minimal, key: "log_level", contains: "must be one of")
+    }
+
+    func testNoInstances() {
+        assertError("socket = \"/run/x.sock\"", key: "instances", contains: "no instance")
+    }
+
+    func testSyntaxErrorGivesALine() {
+        XCTAssertThrowsError(try parse("socket = \n")) { error in
+            XCTAssertTrue("\(error)".contains("line 1"), "\(error)")
+        }
+    }
+
+    func testBadInstanceName() {
+        assertError("[instances.\"../x\"]\nmaster_key_file = \"/k\"", key: "instances.../x", contains: "instance name")
+    }
+
+    func testPrincipalParsing() {
+        XCTAssertEqual(Principal(parsing: "@mysql"), .group("mysql"))
+        XCTAssertEqual(Principal(parsing: "27"), .uid(27))
+        XCTAssertEqual(Principal(parsing: "mysql"), .user("mysql"))
+        XCTAssertNil(Principal(parsing: "@"))
+        XCTAssertNil(Principal(parsing: ""))
+    }
+
+    func testAccessListResolvesNames() throws {
+        let list = try AccessList.resolve([.user("root"), .group("root"), .uid(4242)], file: "f", key: "admins")
+        XCTAssertTrue(list.contains(uid: 0, gid: 99))
+        XCTAssertTrue(list.contains(uid: 99, gid: 0))
+        XCTAssertTrue(list.contains(uid: 4242, gid: 4242))
+        XCTAssertFalse(list.contains(uid: 65534, gid: 65534))
+        XCTAssertThrowsError(try AccessList.resolve([.user("no-such-user-kb")], file: "f", key: "admins"))
+    }
+}

@@ -1,0 +1,150 @@
+import BrokerProtocol
+import NIOCore
+import NIOEmbedded
+import XCTest
+
+final class CodecTests: XCTestCase {
+    private func frames(_ bytes: [UInt8], chunk: Int = Int.max) -> [FrameDecoder.Frame] {
+        var decoder = FrameDecoder()
+        var buffer = ByteBuffer()
+        var out: [FrameDecoder.Frame] = []
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + chunk)
+            buffer.writeBytes(bytes[offset..<end])
+            offset = end
+            while let frame = decoder.next(from: &buffer) { out.append(frame) }
+        }
+        return out
+    }
+
+    private func encoded(_ request: Request) -> [UInt8] {
+        var buffer = ByteBuffer()
+        request.encode(into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+
+    private func decodeOne(_ bytes: [UInt8]) throws -> Request {
+        let out = frames(bytes)
+        XCTAssertEqual(out.count, 1)
+        guard case let .frame(payload) = out.first else {
+            XCTFail("no frame: \(out)")
+            throw ProtocolError(requestID: nil, op: nil, message: "no frame")
+        }
+        return try Request(payload: payload)
+    }
+
+    func testEveryRequestRoundTrips() throws {
+        let requests: [Request] = [
+            Request(requestID: 1, body: .hello(protocolVersion: 1, instance: "default", client: "mariadbd 10.11 ✓")),
+            Request(requestID: 2, body: .latestKey(keyID: 1)),
+            Request(requestID: 3, body: .getKey(keyID: 0xFFFF_FFFE, version: 7)),
+            Request(requestID: 4, body: .rotate(keyID: ProtocolConstants.allKeys)),
+            Request(requestID: 0xFFFF_FFFF, body: .status),
+        ]
+        for request in requests {
+            XCTAssertEqual(try decodeOne(encoded(request)), request)
+        }
+    }
+
+    func testHelloWireBytesMatchTheSpecification() {
+        let bytes = encoded(Request(requestID: 1, body: .hello(protocolVersion: 1, instance: "default", client: "x")))
+        XCTAssertEqual(bytes, [0, 0, 0, 0x13, 0x01, 0, 0, 0, 1, 0, 1, 0, 7] + Array("default".utf8) + [0, 1, UInt8(ascii: "x")])
+    }
+
+    func testFramesSplitAtEveryByteAndBackToBack() throws {
+        let requests = (1...20).map { Request(requestID: UInt32($0), body: .getKey(keyID: UInt32($0), version: 1)) }
+        let bytes = requests.flatMap(encoded)
+        let out = frames(bytes, chunk: 1)
+        XCTAssertEqual(out.count, requests.count)
+        for (frame, request) in zip(out, requests) {
+            guard case let .frame(payload) = frame else { return XCTFail("not a frame") }
+            XCTAssertEqual(try Request(payload: payload), request)
+        }
+    }
+
+    func testEveryResponseRoundTrips() throws {
+        let responses: [Response] = [
+            Response(op: 1, requestID: 1, status: .ok, body: .hello(protocolVersion: 1, server: "keybrokerd")),
+            Response(op: 2, requestID: 2, status: .ok, body: .latestKey(version: 3, key: Array(0..<32))),
+            Response(op: 3, requestID: 3, status: .ok, body: .getKey(key: Array(0..<16))),
+            Response(op: 4, requestID: 4, status: .ok, body: .rotate([RotatedKey(keyID: 1, version: 2), RotatedKey(keyID: 5, version: 9)])),
+            Response(op: 5, requestID: 5, status: .ok, body: .status(json: "{\"a\":1}")),
+            Response(op: 2, requestID: 6, status: .unavailable, body: .failure(message: "KMS is down")),
+        ]
+        for response in responses {
+            var buffer = ByteBuffer()
+            buffer.writeResponse(response)
+            var decoder = FrameDecoder()
+            guard case let .frame(payload) = decoder.next(from: &buffer) else { return XCTFail("no frame") }
+            XCTAssertEqual(try Response(payload: payload), response)
+        }
+    }
+
+    func testLengthZeroIsRejectedWithoutARequestID() {
+        XCTAssertEqual(frames([0, 0, 0, 0, 1, 2, 3]), [.invalidLength(length: 0, op: nil, requestID: nil)])
+    }
+
+    func testOverLongLengthIsRejectedWithTheRequestID() {
+        // 65537 bytes announced; the op and request id that follow are read so BAD_REQUEST can name them.
+        XCTAssertEqual(frames([0, 1, 0, 1, 2, 0, 0, 0, 9, 0xAA], chunk: 1), [.invalidLength(length: 65537, op: 2, requestID: 9)])
+        XCTAssertEqual(frames([0xFF, 0xFF, 0xFF, 0xFF, 2, 0, 0]), [])
+    }
+
+    func testMaximumLengthIsAccepted() {
+        let payload = [UInt8](repeating: 5, count: 65536)
+        XCTAssertEqual(frames([0, 1, 0, 0] + payload).count, 1)
+    }
+
+    func testNothingIsDecodedAfterABadLength() {
+        let good = encoded(Request(requestID: 1, body: .status))
+        XCTAssertEqual(frames([0, 0, 0, 0] + good), [.invalidLength(length: 0, op: nil, requestID: nil)])
+    }
+
+    private func assertRejected(_ payload: [UInt8], status: ResponseStatus, requestID: UInt32?, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try Request(payload: ByteBuffer(bytes: payload)), file: file, line: line) { error in
+            guard let error = error as? ProtocolError else { return XCTFail("wrong error \(error)", file: file, line: line) }
+            XCTAssertEqual(error.status, status, error.message, file: file, line: line)
+            XCTAssertEqual(error.requestID, requestID, file: file, line: line)
+            XCTAssertFalse(error.message.isEmpty, file: file, line: line)
+        }
+    }
+
+    func testUnknownOpIsUnsupported() {
+        assertRejected([0x09, 0, 0, 0, 7], status: .unsupported, requestID: 7)
+        assertRejected([0x00, 0, 0, 0, 7], status: .unsupported, requestID: 7)
+    }
+
+    func testShortHeaderHasNoRequestID() {
+        assertRejected([0x02, 0, 0], status: .badRequest, requestID: nil)
+    }
+
+    func testShortBodiesAreBadRequests() {
+        assertRejected([0x02, 0, 0, 0, 1, 0, 0, 1], status: .badRequest, requestID: 1)
+        assertRejected([0x03, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0], status: .badRequest, requestID: 1)
+        assertRejected([0x04, 0, 0, 0, 1], status: .badRequest, requestID: 1)
+        assertRejected([0x01, 0, 0, 0, 1, 0, 1, 0, 9, 65], status: .badRequest, requestID: 1)
+    }
+
+    func testTrailingBytesAreBadRequests() {
+        assertRejected([0x02, 0, 0, 0, 1, 0, 0, 0, 1, 0xEE], status: .badRequest, requestID: 1)
+        assertRejected([0x05, 0, 0, 0, 2, 0], status: .badRequest, requestID: 2)
+    }
+
+    func testBadUTF8IsABadRequest() {
+        assertRejected([0x01, 0, 0, 0, 3, 0, 1, 0, 2, 0xC3, 0x28, 0, 0], status: .badRequest, requestID: 3)
+    }
+
+    func testDecoderInAChannelPipeline() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder()))
+        var buffer = channel.allocator.buffer(capacity: 64)
+        Request(requestID: 42, body: .latestKey(keyID: 3)).encode(into: &buffer)
+        var first = buffer.readSlice(length: 3)!
+        XCTAssertTrue(try channel.writeInbound(first).isEmpty)
+        first = buffer
+        XCTAssertTrue(try channel.writeInbound(first).isFull)
+        guard case let .frame(payload)? = try channel.readInbound(as: FrameDecoder.Frame.self) else { return XCTFail("no frame") }
+        XCTAssertEqual(try Request(payload: payload), Request(requestID: 42, body: .latestKey(keyID: 3)))
+        XCTAssertTrue(try channel.finish().isClean)
+    }
+}
