@@ -32,6 +32,11 @@ UNINSTALL_PARTS += uninstall-config uninstall-docs
 # (an empty /usr/local/sbin is not ours to delete).
 INSTALL_DIRS    += $(SBINDIR) $(PREFIX)/bin $(KB_CONFDIR) $(DOCDIR)
 KB_OWN_DIRS     += $(KB_CONFDIR) $(DOCDIR)
+# mk/plugin.mk (read after this file) installs into mariadbd's plugin directory.
+ifneq ($(wildcard mk/plugin.mk),)
+UNINSTALL_PARTS += uninstall-plugin
+INSTALL_DIRS    += $(PLUGIN_DIR)
+endif
 
 KB_DOCS := $(wildcard docs/*.md)
 

@@ -7,6 +7,7 @@ debian_packages=(
   build-essential pkg-config libssl-dev libcurl4-openssl-dev libsystemd-dev
   mariadb-server mariadb-client mariadb-backup mariadb-test libmariadbd-dev
   selinux-policy-dev policycoreutils checkpolicy semodule-utils
+  selinux-policy-default setools strace
   systemd util-linux procps sysbench xxd
 )
 python_modules=(pytest moto botocore boto3 flask flask_cors)

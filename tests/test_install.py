@@ -167,4 +167,4 @@ def test_install_keeps_and_uninstall_spares_the_admins_config(tmp_path):
     make("install", dest, "/usr")
     assert config.read_text() == "# the admin's own\n"
     make("uninstall", dest, "/usr")
-    assert tree(dest) == {"etc": 0o755, "etc/keybroker": 0o755, "etc/keybroker/keybroker.toml": 0o644}
+    assert set(tree(dest)) == {"etc", "etc/keybroker", "etc/keybroker/keybroker.toml"}

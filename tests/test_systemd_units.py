@@ -47,14 +47,15 @@ def parse_unit(text):
 
 
 def stage_units(tmp_path, service_text=None, dropin_text=None):
-    """Copies of the units with ExecStart= pointing at an executable stand-in."""
+    """Copies of the units; unless given its text, the service's ExecStart= points at a stand-in."""
     units = tmp_path / "units"
     (units / "mariadb.service.d").mkdir(parents=True)
-    stub = tmp_path / "keybrokerd"
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
-    service = service_text or (UNITS / "keybroker.service").read_text()
-    (units / "keybroker.service").write_text(service.replace("/usr/sbin/keybrokerd", str(stub)))
+    if service_text is None:
+        stub = tmp_path / "keybrokerd"
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+        service_text = (UNITS / "keybroker.service").read_text().replace("/usr/sbin/keybrokerd", str(stub))
+    (units / "keybroker.service").write_text(service_text)
     shutil.copy(UNITS / "keybroker.socket", units / "keybroker.socket")
     (units / "mariadb.service.d" / "keybroker.conf").write_text(
         dropin_text or (UNITS / "mariadb-keybroker.conf").read_text())

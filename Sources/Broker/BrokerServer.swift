@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// The socket server as a long-running service: listens, serves until graceful shutdown, then
 /// stops accepting, lets requests in flight finish, and closes every connection.
@@ -13,14 +14,42 @@ public final class BrokerServer: Service {
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
     private let onListening: @Sendable () -> Void
+    private let onShutdown: @Sendable () -> Void
+    private let listening = Atomic<Bool>(false)
+
+    /// True once the socket accepts connections (systemd's READY=1 is sent then).
+    public var isListening: Bool { listening.load(ordering: .acquiring) }
 
     public init(broker: BrokerContext, target: ListenTarget, logger: Logger, threads: Int = System.coreCount,
-                onListening: @escaping @Sendable () -> Void = {}) {
+                onListening: @escaping @Sendable () -> Void = {}, onShutdown: @escaping @Sendable () -> Void = {}) {
         self.broker = broker
         self.target = target
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.logger = logger
         self.onListening = onListening
+        self.onShutdown = onShutdown
+    }
+
+    /// Proves the request path is alive: every event loop runs a task within `deadline`.
+    public func eventLoopsRespond(within deadline: Duration) async -> Bool {
+        let loops = Array(group.makeIterator())
+        return await withTaskGroup(of: Bool.self) { tasks in
+            for loop in loops {
+                tasks.addTask {
+                    await withTaskGroup(of: Bool.self) { race in
+                        race.addTask { (try? await loop.submit { true }.get()) ?? false }
+                        race.addTask {
+                            try? await Task.sleep(for: deadline)
+                            return false
+                        }
+                        let first = await race.next() ?? false
+                        race.cancelAll()
+                        return first
+                    }
+                }
+            }
+            return await tasks.allSatisfy { $0 }
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -60,9 +89,11 @@ public final class BrokerServer: Service {
             }
             logger.info("listening on \(path)")
         }
+        listening.store(true, ordering: .releasing)
         onListening()
 
         try? await gracefulShutdown()
+        onShutdown()
 
         logger.info("shutting down: no new connections; waiting for \(broker.requestsInFlight) requests in flight")
         try? await serverChannel.close()

@@ -180,7 +180,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         let isAdmin = broker.admins.contains(uid: peer.uid, gid: peer.gid)
         guard let store = broker.instances[instance] else {
             broker.counters.denied.add(1, ordering: .relaxed)
-            logger.warning("denied uid \(peer.uid) (pid \(peer.pid), client \"\(client)\"): instance \"\(instance)\" is not configured")
+            logger.warning("denied uid \(peer.uid) (pid \(peer.pid), client \"\(client)\"): instance \"\(instance)\" is not configured",
+                           metadata: ["event": "peer_denied"])
             fail(context: context, op: op, requestID: requestID, status: .denied,
                  message: "instance \"\(instance)\" is not configured on this broker", close: true)
             return
@@ -189,7 +190,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard isAdmin || isClient else {
             broker.counters.denied.add(1, ordering: .relaxed)
             logger.warning("denied uid \(peer.uid) gid \(peer.gid) (pid \(peer.pid), client \"\(client)\") instance \"\(instance)\": not in clients or admins",
-                           metadata: ["instance": "\(instance)"])
+                           metadata: ["instance": "\(instance)", "event": "peer_denied"])
             fail(context: context, op: op, requestID: requestID, status: .denied,
                  message: "uid \(peer.uid) may not use instance \"\(instance)\"; add the user to clients of [instances.\(instance)]", close: true)
             return
@@ -305,7 +306,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func refuseMalformed(context: ChannelHandlerContext, _ error: ProtocolError) {
         broker.counters.malformed.add(1, ordering: .relaxed)
-        logger.warning("closing connection of uid \(peer.map { String($0.uid) } ?? "?"): malformed request: \(error.message)")
+        logger.warning("closing connection of uid \(peer.map { String($0.uid) } ?? "?"): malformed request: \(error.message)",
+                       metadata: ["event": "peer_malformed"])
         if let requestID = error.requestID {
             fail(context: context, op: error.op ?? 0, requestID: requestID, status: error.status, message: error.message, close: true)
         } else {

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
 
@@ -33,6 +34,9 @@ int CKB_stderr_is_journal(void) {
 int CKB_journal_send(const char *const *fields, int count) {
     struct iovec iov[32];
     if (count < 0 || count > 32) return -EINVAL;
+    /* sd_journal_sendv() reports success when the journal socket is missing; the caller needs to
+       know, so the line can go to stderr instead of nowhere. */
+    if (access("/run/systemd/journal/socket", W_OK) != 0) return -errno;
     for (int i = 0; i < count; i++) {
         iov[i].iov_base = (void *)fields[i];
         iov[i].iov_len = strlen(fields[i]);

@@ -135,7 +135,7 @@ public final class InstanceKeyStore: Sendable {
             do throws(KeyStoreError) {
                 let version = try await Self.value(of: write)
                 rotated.append(RotatedVersion(keyID: id, version: version))
-                logger.info("rotated key \(id) to version \(version)", metadata: ["key_id": "\(id)", "version": "\(version)"])
+                logger.info("rotated key \(id) to version \(version)", metadata: ["key_id": "\(id)", "version": "\(version)", "event": "key_rotated"])
             } catch {
                 firstError = firstError ?? error
             }
@@ -218,7 +218,7 @@ public final class InstanceKeyStore: Sendable {
                 state.loads[ref] = nil
             }
             logger.info("loaded key \(ref.keyID) version \(ref.version) (\(key.count * 8) bits)",
-                        metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+                        metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)", "event": "key_loaded"])
             return key
         } catch {
             state.withLock { state in
@@ -230,7 +230,7 @@ public final class InstanceKeyStore: Sendable {
             }
             if error.code != .notFound {
                 logger.error("cannot load key \(ref.keyID) version \(ref.version): \(error.message)",
-                             metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+                             metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)", "event": "key_failed"])
             }
             throw error
         }
@@ -307,11 +307,11 @@ public final class InstanceKeyStore: Sendable {
                 state.keys[ref] = key
             }
             logger.info("generated key \(keyID) version \(ref.version) (\(keyLength * 8) bits)",
-                        metadata: ["key_id": "\(keyID)", "version": "\(ref.version)"])
+                        metadata: ["key_id": "\(keyID)", "version": "\(ref.version)", "event": "key_generated"])
             return ref.version
         } catch {
             state.withLock { $0.lastError = error.message }
-            logger.error("cannot create \(ref): \(error.message)", metadata: ["key_id": "\(keyID)", "version": "\(ref.version)"])
+            logger.error("cannot create \(ref): \(error.message)", metadata: ["key_id": "\(keyID)", "version": "\(ref.version)", "event": "key_failed"])
             throw error
         }
     }

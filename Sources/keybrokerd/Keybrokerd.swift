@@ -65,13 +65,18 @@ struct Keybrokerd: AsyncParsableCommand {
             return
         }
         let instanceNames = settings.instances.map(\.name).joined(separator: ", ")
-        let server = BrokerServer(broker: broker, target: target, logger: logger) {
+        let server = BrokerServer(broker: broker, target: target, logger: logger, onListening: {
             logger.info("ready: instances \(instanceNames)", metadata: ["event": "started"])
             _ = CKB_notify("READY=1\nSTATUS=serving instances \(instanceNames)")
-        }
+        }, onShutdown: {
+            _ = CKB_notify("STOPPING=1")
+            logger.info("stopping: finishing requests in flight", metadata: ["event": "stopping"])
+        })
         let warmUp = WarmUpService(broker: broker, settings: settings)
+        let notifier = SystemdNotifier(broker: broker, server: server, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server), .init(service: warmUp, successTerminationBehavior: .ignore)],
+            services: [.init(service: server), .init(service: warmUp, successTerminationBehavior: .ignore),
+                       .init(service: notifier)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
         do {
@@ -79,9 +84,8 @@ struct Keybrokerd: AsyncParsableCommand {
         } catch let error as BrokerServer.Failure {
             throw StartupError(message: error.description)
         }
-        _ = CKB_notify("STOPPING=1")
         broker.releaseKeys()
-        logger.info("stopped; \(broker.requestsServed) requests served, keys zeroed", metadata: ["event": "stopping"])
+        logger.info("stopped; \(broker.requestsServed) requests served, keys zeroed")
     }
 
     static func loggerLevel(_ level: BrokerConfig.LogLevel) -> Logger.Level {
