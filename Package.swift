@@ -42,7 +42,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "BrokerProtocolTests", dependencies: ["BrokerProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]),
+        .testTarget(name: "BrokerProtocolTests", dependencies: ["BrokerProtocol", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "SecureMemory"]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration"]),

@@ -4,6 +4,7 @@ One broker and one server for the whole module, in this order: install with encr
 plaintext absent from disk, rotation, restart, broker restart under write load, a never-cached
 key while the broker is away.
 """
+import shutil
 import threading
 import time
 
@@ -189,3 +190,23 @@ def test_key_never_seen_while_broker_away(server, broker):
         broker.start()
     server.client("CREATE TABLE kb.t99 (id INT) ENCRYPTION_KEY_ID=99")
     assert server.encryption()["kb/t99"][0] == 99
+
+
+def test_replaced_broker_state_is_reported(server, broker):
+    """A broker that comes back with other keys (state_dir lost) is reported; cached keys stay."""
+    assert broker.stop() == 0
+    state = broker.state_dir
+    saved = state.with_name("state.saved")
+    state.rename(saved)
+    try:
+        broker.start()  # auto_create: key 1 comes back as a new version 1
+        wait_until(lambda: "broker returned other bytes for key" in server.log_text(),
+                   timeout=15, message="the plugin to notice the replaced state")
+        assert server.alive()
+        assert server.value("SELECT COUNT(*) FROM kb.t1") == server.value("SELECT COUNT(*) FROM kb.t1")
+        server.client(f"INSERT INTO kb.t1 VALUES (77777, '{MARKER}')")
+    finally:
+        assert broker.stop() == 0
+        shutil.rmtree(state)
+        saved.rename(state)
+        broker.start()

@@ -55,6 +55,7 @@ def activated(workdir):
     deadline = time.time() + 10
     while not os.path.exists(activation_socket) and time.time() < deadline:
         time.sleep(0.05)
+    os.chmod(activation_socket, 0o660)  # what SocketMode=0660 in keybroker.socket does
     yield b, proc, activation_socket, notify
     if proc.poll() is None:
         proc.kill()
@@ -70,6 +71,28 @@ def test_first_client_is_served_over_the_inherited_socket(activated):
         assert version == 1 and len(key) == 32
     assert not os.path.exists(b.socket), "with a socket passed by systemd the configured path is not bound"
     assert "listening on the socket passed by systemd (fd 3)" in b.log_text()
+
+
+def test_inherited_socket_open_to_every_user_is_refused(workdir):
+    b = Broker(workdir / "open-activated")
+    path = str(b.dir / "open.sock")
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", path, str(KEYBROKERD), "--config", str(b.config_path)],
+                            stdout=open(b.log_path, "ab"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(path) and time.time() < deadline:
+            time.sleep(0.05)
+        os.chmod(path, 0o666)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)  # starts keybrokerd, which refuses the socket and exits
+        s.close()
+        deadline = time.time() + 10
+        while "SocketMode=0660" not in b.log_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert "is open to every user (mode 666)" in b.log_text()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_ready_status_and_watchdog_are_notified(activated):

@@ -68,6 +68,8 @@ public final class BrokerContext: Sendable {
             ("errors", .int(counters.errors.load(ordering: .relaxed))),
             ("denied", .int(counters.denied.load(ordering: .relaxed))),
             ("malformed", .int(counters.malformed.load(ordering: .relaxed))),
+            ("timed_out", .int(counters.timedOut.load(ordering: .relaxed))),
+            ("refused_connections", .int(counters.rejectedConnections.load(ordering: .relaxed))),
             ("locked_memory", .object([
                 ("pages", .int(pool.pages)),
                 ("keys", .int(pool.slotsInUse)),

@@ -10,4 +10,5 @@ final class BrokerCounters: Sendable {
     let malformed = Atomic<Int>(0)
     let inFlight = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
+    let timedOut = Atomic<Int>(0)
 }

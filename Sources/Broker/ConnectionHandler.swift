@@ -7,11 +7,16 @@ import Logging
 import NIOCore
 import SecureMemory
 
-/// One client connection: authenticates the peer at HELLO, answers cached keys inline on the event
-/// loop, and hands everything that may wait (file reads, KMS, writes) to a task whose answer is
-/// written whenever it is ready, so responses may come out of order.
+/// One client connection: splits the bytes into frames, authenticates the peer at HELLO, answers
+/// cached keys inline on the event loop, and hands everything that may wait (file reads, KMS,
+/// writes) to a task whose answer is written whenever it is ready, so responses may come out of
+/// order.
+///
+/// It runs the frame decoder itself rather than behind a ByteToMessageHandler because it must know
+/// when a frame has started but not finished: a peer that stalls mid-frame, or never says HELLO,
+/// is disconnected after `frame_timeout_ms`, and one that stays idle after `idle_timeout_ms`.
 final class ConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = FrameDecoder.Frame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private struct Session {
@@ -27,6 +32,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var needsFlush = false
     private var closing = false
     private var logger: Logger
+    private var decoder = FrameDecoder()
+    private var inbound: ByteBuffer?
+    private var connectedAt = NIODeadline.now()
+    private var partialFrameSince: NIODeadline?
+    private var lastFrameAt = NIODeadline.now()
+    private var timer: RepeatedTask?
 
     init(broker: BrokerContext) {
         self.broker = broker
@@ -50,6 +61,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         broker.counters.connections.add(1, ordering: .relaxed)
         broker.counters.connectionsTotal.add(1, ordering: .relaxed)
+        connectedAt = .now()
+        lastFrameAt = connectedAt
+        let period = TimeAmount.milliseconds(Int64(max(50, broker.limits.frameTimeoutMilliseconds / 4)))
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let contextBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            loopBound.value.enforceTimeouts(context: contextBound.value)
+        }
         if let provider = context.channel as? any SocketOptionProvider {
             // On the channel's own event loop this completes at once.
             provider.unsafeGetSocketOption(level: SocketOptionLevel(CKB_sol_socket()), name: SocketOptionName(CKB_so_peercred()))
@@ -64,6 +83,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         let id = ObjectIdentifier(context.channel)
+        timer?.cancel()
+        timer = nil
         let removed = broker.connections.withLock { $0.removeValue(forKey: id) != nil }
         if removed { broker.counters.connections.subtract(1, ordering: .relaxed) }
         context.fireChannelInactive()
@@ -84,7 +105,30 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        switch unwrapInboundIn(data) {
+        var bytes = unwrapInboundIn(data)
+        var buffer: ByteBuffer
+        if var pending = inbound {
+            inbound = nil  // so the append below does not copy
+            pending.writeBuffer(&bytes)
+            buffer = pending
+        } else {
+            buffer = bytes
+        }
+        while !closing, let frame = decoder.next(from: &buffer) {
+            lastFrameAt = .now()
+            handle(frame, context: context)
+        }
+        if buffer.readableBytes > 0, !decoder.isBroken, !closing {
+            if partialFrameSince == nil { partialFrameSince = .now() }
+            if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
+            inbound = buffer
+        } else {
+            partialFrameSince = nil
+        }
+    }
+
+    private func handle(_ frame: FrameDecoder.Frame, context: ChannelHandlerContext) {
+        switch frame {
         case let .invalidLength(length, op, requestID):
             refuseMalformed(context: context, ProtocolError(
                 requestID: requestID, op: op,
@@ -98,6 +142,27 @@ final class ConnectionHandler: ChannelInboundHandler {
                 refuseMalformed(context: context, error)
             }
         }
+    }
+
+    /// Closes connections that hold a slot without using it.
+    private func enforceTimeouts(context: ChannelHandlerContext) {
+        guard !closing else { return }
+        let now = NIODeadline.now()
+        let frameTimeout = TimeAmount.milliseconds(Int64(broker.limits.frameTimeoutMilliseconds))
+        var reason: String?
+        if let since = partialFrameSince, now - since > frameTimeout {
+            reason = "a frame started \(broker.limits.frameTimeoutMilliseconds) ms ago is still incomplete (frame_timeout_ms)"
+        } else if session == nil, now - connectedAt > frameTimeout {
+            reason = "no HELLO within \(broker.limits.frameTimeoutMilliseconds) ms (frame_timeout_ms)"
+        } else if broker.limits.idleTimeoutMilliseconds > 0, inFlight == 0,
+                  now - lastFrameAt > .milliseconds(Int64(broker.limits.idleTimeoutMilliseconds)) {
+            reason = "idle for \(broker.limits.idleTimeoutMilliseconds) ms (idle_timeout_ms)"
+        }
+        guard let reason else { return }
+        broker.counters.timedOut.add(1, ordering: .relaxed)
+        logger.notice("closing connection of uid \(peer.map { String($0.uid) } ?? "?"): \(reason)", metadata: ["event": "peer_malformed"])
+        closing = true
+        context.close(promise: nil)
     }
 
     // MARK: Requests

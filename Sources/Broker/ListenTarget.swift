@@ -29,6 +29,14 @@ public enum ListenTarget: Sendable, Equatable {
         if check == 0 {
             throw Failure(description: "the socket passed by systemd (fd \(fd)) is not a listening Unix stream socket; use ListenStream=/run/keybroker/keybroker.sock")
         }
+        var name = [CChar](repeating: 0, count: 128)
+        if CKB_socket_path(fd, &name, name.count) == 0 {
+            let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var info = stat()
+            if stat(path, &info) == 0 && info.st_mode & 0o007 != 0 {
+                throw Failure(description: "the socket passed by systemd, \(path), is open to every user (mode \(String(info.st_mode & 0o777, radix: 8))); set SocketMode=0660 and SocketGroup=mysql in keybroker.socket")
+            }
+        }
         return .inheritedDescriptor(fd)
     }
 

@@ -22,8 +22,12 @@ public struct BrokerConfig: Sendable {
     public struct Limits: Sendable {
         public var maxConnections = 1024
         public var maxInFlightPerConnection = 64
-        /// A frame started but not finished within this time closes the connection.
+        /// A frame started but not finished within this time, or no HELLO within it after connecting,
+        /// closes the connection.
         public var frameTimeoutMilliseconds = 10_000
+        /// A connection with no request for this long is closed; 0 keeps idle connections (the
+        /// MariaDB plugin holds one open and uses it rarely once its cache is warm).
+        public var idleTimeoutMilliseconds = 0
     }
 
     public func instance(named name: String) -> InstanceConfig? {
@@ -69,6 +73,7 @@ public struct BrokerConfig: Sendable {
         if let value = try reader.integer("max_connections", in: 1...1_000_000) { limits.maxConnections = value }
         if let value = try reader.integer("max_in_flight_per_connection", in: 1...65536) { limits.maxInFlightPerConnection = value }
         if let value = try reader.integer("frame_timeout_ms", in: 100...3_600_000) { limits.frameTimeoutMilliseconds = value }
+        if let value = try reader.integer("idle_timeout_ms", in: 0...86_400_000) { limits.idleTimeoutMilliseconds = value }
         guard socketPath.hasPrefix("/") else { throw reader.error("socket", "must be an absolute path") }
         guard socketPath.utf8.count < 108 else { throw reader.error("socket", "is longer than a Unix socket path may be (107 bytes)") }
         guard stateDirectory.hasPrefix("/") else { throw reader.error("state_dir", "must be an absolute path") }

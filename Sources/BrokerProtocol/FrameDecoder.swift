@@ -1,6 +1,7 @@
 import NIOCore
 
-/// Splits a byte stream into frames.
+/// Splits a byte stream into frames. The server's connection handler drives it directly (it
+/// needs to see partial frames to time them out); clients can do the same.
 ///
 ///     ┌──────────────┬──────────────────────┐
 ///     │ length: u32  │ payload[length]      │   1 <= length <= 65536
@@ -10,13 +11,11 @@ import NIOCore
 /// A length outside the limits cannot be resynchronised: the decoder reports it once, as
 /// `.invalidLength` (with the request id when the five bytes after the prefix have arrived, so the
 /// peer can be told BAD_REQUEST) and then discards everything that follows.
-public struct FrameDecoder: ByteToMessageDecoder {
+public struct FrameDecoder: Sendable {
     public enum Frame: Sendable, Equatable {
         case frame(ByteBuffer)
         case invalidLength(length: UInt32, op: UInt8?, requestID: UInt32?)
     }
-
-    public typealias InboundOut = Frame
 
     private enum State {
         case waitingForHeader
@@ -39,17 +38,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
         return false
     }
 
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = next(from: &buffer) else { return .needMoreData }
-        context.fireChannelRead(wrapInboundOut(frame))
-        return isBroken ? .needMoreData : .continue
-    }
-
-    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
-    }
-
-    /// The state machine, apart from NIO's plumbing so it can be driven directly in tests.
+    /// The next complete frame in `buffer`, consuming it, or nil when more bytes are needed.
     public mutating func next(from buffer: inout ByteBuffer) -> Frame? {
         switch state {
         case .waitingForHeader:

@@ -31,6 +31,16 @@ int CKB_harden_process(void) {
     return 0;
 }
 
+long CKB_raise_open_files_limit(void) {
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0) return -errno;
+    if (files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0) return -errno;
+    }
+    return (long)files.rlim_cur;
+}
+
 void *CKB_locked_pages_alloc(size_t bytes, int *locked) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
@@ -80,4 +90,15 @@ int CKB_open_read(const char *path) {
 int CKB_open_directory(const char *path) {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
+}
+
+int CKB_socket_path(int fd, char *path, size_t size) {
+    struct sockaddr_un addr;
+    socklen_t len = sizeof(addr);
+    memset(&addr, 0, sizeof(addr));
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0) return -errno;
+    if (addr.sun_family != AF_UNIX || addr.sun_path[0] == '\0') return -EINVAL;
+    if (strlen(addr.sun_path) >= size) return -ENAMETOOLONG;
+    strcpy(path, addr.sun_path);
+    return 0;
 }

@@ -66,6 +66,7 @@ static bool refresher_started;
 static pthread_mutex_t refresher_lock= PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t refresher_wake;  /* on CLOCK_MONOTONIC, set up by keybroker_init */
 static bool stopping;
+static bool broker_state_warned;  /* refresher thread only */
 
 static void update_version_ttl(MYSQL_THD, struct st_mysql_sys_var *, void *, const void *);
 static int check_rotate_key(MYSQL_THD, struct st_mysql_sys_var *, void *, struct st_mysql_value *);
@@ -430,6 +431,33 @@ static void update_rotate_key(MYSQL_THD thd, struct st_mysql_sys_var *var, void 
   free(rotated);
 }
 
+/*
+  The broker's answer must agree with what this server already uses: a lower latest version, or
+  other bytes for a cached version, means its state was replaced (a restored or lost state_dir,
+  another master key) and data written from now on could not be read after a restart. The cache
+  keeps serving the keys it has; the DBA is told, once per plugin load.
+*/
+static void check_broker_state(unsigned key_id, unsigned cached, unsigned version,
+                               const unsigned char *key, unsigned length)
+{
+  const unsigned char *bytes;
+  unsigned cached_length;
+  if (broker_state_warned)
+    return;
+  if (version < cached)
+    log_line(2, "broker reports version %u as the latest of key %u, but this server already "
+             "uses version %u — was the broker's state_dir of instance \"%s\" replaced? Cached "
+             "keys stay in use", version, key_id, cached, instance);
+  else if (key_cache_key(cache, key_id, version, &bytes, &cached_length) &&
+           (cached_length != length || memcmp(bytes, key, length)))
+    log_line(2, "broker returned other bytes for key %u, version %u than it did before — was "
+             "the master key of instance \"%s\" replaced? Cached keys stay in use", key_id,
+             version, instance);
+  else
+    return;
+  broker_state_warned= true;
+}
+
 /* Re-asks the latest version of every cached key id. 0 while the broker answers, else -1. */
 static int refresh_versions(void)
 {
@@ -452,9 +480,11 @@ static int refresh_versions(void)
     if (broker_latest_key(broker, ids[i], request_deadline(), 0, &version, key, &length,
                           &err) == 0)
     {
-      if (version > key_cache_latest(cache, ids[i]) &&
-          publish_key(ids[i], version, key, length) == 0)
+      const unsigned cached= key_cache_latest(cache, ids[i]);
+      if (version > cached && publish_key(ids[i], version, key, length) == 0)
         key_cache_put_latest(cache, ids[i], version);
+      else if (version <= cached)
+        check_broker_state(ids[i], cached, version, key, length);
     }
     else if (err.failure != BROKER_FAILED_STATUS || err.status == BROKER_DENIED)
       result= -1;  /* the connection is gone; cached versions stay in use */
@@ -600,6 +630,7 @@ static int keybroker_init(void *p)
   pthread_cond_init(&refresher_wake, &attr);
   pthread_condattr_destroy(&attr);
   stopping= false;
+  broker_state_warned= false;
   atomic_store(&counters.connects, 0);
   atomic_store(&counters.requests, 0);
   atomic_store(&counters.errors, 0);
@@ -615,6 +646,12 @@ static int keybroker_init(void *p)
     log_line(1, "cannot lock the key cache in memory: %s — keys could reach swap; raise "
              "LimitMEMLOCK= of mariadb.service", strerror(mlock_errno));
 
+  if (!socket_path || !*socket_path || !instance || !*instance)
+  {
+    log_line(2, "keybroker_key_management_socket and keybroker_key_management_instance must "
+             "not be empty");
+    goto fail;
+  }
   snprintf(client_name, sizeof client_name, "keybroker_key_management/" PLUGIN_VERSION
            " (mariadbd pid %ld)", (long) getpid());
   broker= broker_client_new(socket_path, instance, client_name, &counters, log_line);

@@ -51,6 +51,10 @@ struct Keybrokerd: AsyncParsableCommand {
         if hardeningError != 0 {
             logger.warning("cannot make the process non-dumpable: \(String(cString: strerror(-hardeningError)))")
         }
+        let openFiles = CKB_raise_open_files_limit()
+        if openFiles > 0 && openFiles < settings.limits.maxConnections + 64 {
+            logger.warning("the open-files limit (\(openFiles)) is below max_connections (\(settings.limits.maxConnections)) + 64; raise LimitNOFILE=")
+        }
 
         let target: ListenTarget
         do {

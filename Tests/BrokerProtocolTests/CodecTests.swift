@@ -1,6 +1,5 @@
 import BrokerProtocol
 import NIOCore
-import NIOEmbedded
 import XCTest
 
 final class CodecTests: XCTestCase {
@@ -133,18 +132,5 @@ final class CodecTests: XCTestCase {
 
     func testBadUTF8IsABadRequest() {
         assertRejected([0x01, 0, 0, 0, 3, 0, 1, 0, 2, 0xC3, 0x28, 0, 0], status: .badRequest, requestID: 3)
-    }
-
-    func testDecoderInAChannelPipeline() throws {
-        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder()))
-        var buffer = channel.allocator.buffer(capacity: 64)
-        Request(requestID: 42, body: .latestKey(keyID: 3)).encode(into: &buffer)
-        var first = buffer.readSlice(length: 3)!
-        XCTAssertTrue(try channel.writeInbound(first).isEmpty)
-        first = buffer
-        XCTAssertTrue(try channel.writeInbound(first).isFull)
-        guard case let .frame(payload)? = try channel.readInbound(as: FrameDecoder.Frame.self) else { return XCTFail("no frame") }
-        XCTAssertEqual(try Request(payload: payload), Request(requestID: 42, body: .latestKey(keyID: 3)))
-        XCTAssertTrue(try channel.finish().isClean)
     }
 }

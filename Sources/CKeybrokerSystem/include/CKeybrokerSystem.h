@@ -24,6 +24,10 @@ int CKB_get_peer_credentials(int fd, CKB_peer_credentials *out);
 /// and sets RLIMIT_CORE to zero. Returns 0 or -errno.
 int CKB_harden_process(void);
 
+/// Raises the soft limit of open files to the hard limit (each connection is a descriptor).
+/// Returns the new soft limit or -errno.
+long CKB_raise_open_files_limit(void);
+
 /// Anonymous private pages, excluded from core dumps and locked in memory when allowed.
 /// `*locked` is set to 1 when mlock succeeded, else to the errno of the failure.
 void *CKB_locked_pages_alloc(size_t bytes, int *locked);
@@ -32,6 +36,10 @@ size_t CKB_page_size(void);
 
 /// Connects to a Unix stream socket. Returns the fd or -errno. -ENAMETOOLONG for a long path.
 int CKB_unix_connect(const char *path);
+
+/// The file-system path a Unix socket is bound to. Returns 0, or -EINVAL for an abstract or
+/// unnamed socket, or -errno.
+int CKB_socket_path(int fd, char *path, size_t size);
 
 /// Creates a file with O_CREAT|O_EXCL|O_WRONLY|O_CLOEXEC|O_NOFOLLOW. Returns fd or -errno.
 int CKB_create_exclusive(const char *path, unsigned mode);
