@@ -33,3 +33,18 @@ def broker(workdir):
     b.start()
     yield b
     b.stop()
+
+
+BUILD = Path(__file__).resolve().parent.parent / "build" / "tools"
+
+
+def c_tool(name):
+    """Compiles bench/<name>.c once (C11, warnings as errors) and returns the binary's path."""
+    source = Path(__file__).resolve().parent.parent / "bench" / f"{name}.c"
+    binary = BUILD / name
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        import subprocess
+        subprocess.run(["cc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", str(source), "-o", str(binary)],
+                       check=True)
+    return binary

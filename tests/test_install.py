@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make(target, destdir, prefix, *extra):
+    # The SELinux module is built next to the staging tree, not in the shared build/selinux.
+    selinux_build = Path(destdir).parent / "selinux-build"
     r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "-o", "build", target,
-                        f"DESTDIR={destdir}", f"PREFIX={prefix}", *extra],
+                        f"DESTDIR={destdir}", f"PREFIX={prefix}", f"SELINUX_BUILD_DIR={selinux_build}", *extra],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"make {target}:\n{r.stdout}\n{r.stderr}"
     return r
