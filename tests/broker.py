@@ -91,7 +91,7 @@ class Broker:
                 s.close()
                 return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.01)
         raise RuntimeError(f"keybrokerd did not listen on {self.socket}:\n{self.log_text()}")
 
     def stop(self, sig=signal.SIGTERM, timeout=20):

@@ -192,6 +192,27 @@ def test_key_never_seen_while_broker_away(server, broker):
     assert server.encryption()["kb/t99"][0] == 99
 
 
+def test_old_key_versions_are_cached_so_the_broker_may_leave(server, broker):
+    """Pages still under an old key version stay readable with the broker gone: the plugin
+    caches every version of a key it has seen. (InnoDB marks a table corrupted, until restart,
+    when a page's key cannot be had.)"""
+    server.client("CREATE TABLE kb.old (id INT PRIMARY KEY, v VARCHAR(100)) ENCRYPTION_KEY_ID=11; "
+                  f"INSERT INTO kb.old VALUES (1, '{MARKER}'); "
+                  "FLUSH TABLES kb.old FOR EXPORT; UNLOCK TABLES")
+    server.client("SET GLOBAL keybroker_key_management_rotate_key = 11; "
+                  "SET GLOBAL keybroker_key_management_rotate_key = 11")
+    # Pages on disk stay at version 1: no re-encryption, and the restart asks for version 3 only.
+    server.restart("--innodb-encryption-rotate-key-age=100", "--innodb-buffer-pool-load-at-startup=OFF")
+    assert server.encryption()["kb/old"] == (11, 1, 3)
+    wait_until(lambda: "loaded key 11, version 1," in server.new_log(), timeout=10,
+               message="version 1 of key 11 to be cached")
+    assert broker.stop() == 0
+    try:
+        assert server.value("SELECT v FROM kb.old WHERE id = 1") == MARKER
+    finally:
+        broker.start()
+
+
 def test_replaced_broker_state_is_reported(server, broker):
     """A broker that comes back with other keys (state_dir lost) is reported; cached keys stay."""
     assert broker.stop() == 0

@@ -1,7 +1,9 @@
-"""Who gets which keys, and what mariadbd does when the broker is missing or says no.
+"""Who gets which keys, and what mariadbd does when the broker is missing, says no, or closes
+idle connections.
 
 One broker with three instances: "a" and "b" for this user, "locked" for nobody; no admins, so
-the broker's own access rules decide. Two servers: A on instance "a", B on instance "b".
+the broker's own access rules decide; idle connections are closed after a second. Two servers:
+A on instance "a", B on instance "b".
 """
 import os
 import time
@@ -10,14 +12,14 @@ import pytest
 
 import kbproto
 from broker import Broker, me
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb
+from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb, wait_until
 
 SERVER_OPTIONS = {**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "2000"}
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker"), extra={"admins": []})
+    b = Broker(tmp_path_factory.mktemp("broker"), extra={"admins": [], "idle_timeout_ms": 1000})
     instance = {"provider": "local", "clients": [me()], "auto_create": True,
                 "master_key_file": str(b.master_key)}
     b.instances = {"a": dict(instance), "b": dict(instance),
@@ -73,6 +75,19 @@ def test_two_instances_get_different_keys(servers, broker):
     assert "Plugin 'InnoDB' registration as a STORAGE ENGINE failed" in a.new_log()
     a.start()
     assert a.value("SELECT v FROM kb.t WHERE id = 2") == "two"
+
+
+def test_connection_closed_while_idle_is_replaced_quietly(servers, broker):
+    _, b = servers
+    reconnects = int(b.status()["keybroker_key_management_reconnects"])
+    # The broker closes both servers' idle connections (idle_timeout_ms = 1000).
+    wait_until(lambda: broker.log_text().count("idle for 1000 ms") >= 2, timeout=15,
+               message="the broker to close the idle connections")
+    b.client("CREATE TABLE kb.t8 (id INT) ENCRYPTION_KEY_ID=8; INSERT INTO kb.t8 VALUES (1)")
+    assert b.encryption()["kb/t8"][0] == 8
+    assert int(b.status()["keybroker_key_management_reconnects"]) > reconnects
+    assert "lost connection" not in b.log_text()
+    assert "[ERROR]" not in b.log_text()
 
 
 def test_instance_not_allowed_for_the_servers_uid_is_refused(servers, broker, tmp_path):

@@ -395,9 +395,7 @@ static int connect_once(struct broker_client *client, long long deadline,
     client->log(0, "connected to key broker at %s (instance \"%s\", protocol %d, server "
                 "\"%s\")", client->socket_path, client->instance, PROTOCOL_VERSION,
                 client->server_name);
-  else
-    client->log(0, "reconnected to key broker at %s (instance \"%s\", server \"%s\")",
-                client->socket_path, client->instance, client->server_name);
+  /* else: the connection was replaced at once (see call()), nothing worth a line */
   client->lost_at= 0;
   return 0;
 }
@@ -473,16 +471,23 @@ static int call(struct broker_client *client, unsigned op, const unsigned char *
         fail_status(err, status, *answer, *answer_length);
         explicit_bzero(client->frame, RESPONSE_HEADER + *answer_length);
       }
+      else if (was_connected && stale_retry && err->failure == BROKER_FAILED_IO &&
+               (idempotent || !sent))
+      {
+        /* The broker closed the connection while it was idle (idle_timeout_ms, a restart):
+           replace it at once, quietly; only if that fails is the broker gone. */
+        const struct broker_error first= *err;
+        stale_retry= 0;
+        close_fd(client);
+        if (connect_once(client, deadline, err) == 0)
+          continue;
+        drop_connection(client, &first);
+      }
       else
       {
         drop_connection(client, err);
         if (!idempotent && sent)
           break;
-        if (was_connected && stale_retry && err->failure == BROKER_FAILED_IO)
-        {
-          stale_retry= 0;
-          continue;
-        }
       }
     }
     if (!(flags & BROKER_RETRY) || !broker_error_is_transient(err) || backoff(deadline, &delay))

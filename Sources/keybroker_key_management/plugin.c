@@ -65,7 +65,8 @@ static pthread_t refresher;
 static bool refresher_started;
 static pthread_mutex_t refresher_lock= PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t refresher_wake;  /* on CLOCK_MONOTONIC, set up by keybroker_init */
-static bool stopping;
+static atomic_bool stopping;
+static bool warm_up_pending;      /* under refresher_lock */
 static bool broker_state_warned;  /* refresher thread only */
 
 static void update_version_ttl(MYSQL_THD, struct st_mysql_sys_var *, void *, const void *);
@@ -238,6 +239,7 @@ static int publish_key(unsigned key_id, unsigned version, const unsigned char *k
 }
 
 static void wake_refresher(void);
+static void request_warm_up(void);
 
 /* Called with broker_lock held after every broker call. A connection lost by a lookup wakes the
    refresher, which reconnects with backoff so that the broker's return is noticed. */
@@ -284,7 +286,11 @@ static unsigned fetch_latest_key_version(unsigned key_id)
     else if (publish_key(key_id, version, key, length))
       version= ENCRYPTION_KEY_VERSION_INVALID;
     else
+    {
       key_cache_put_latest(cache, key_id, version);
+      if (version > 1)
+        request_warm_up();
+    }
     explicit_bzero(key, sizeof key);
     after_broker_call();
   }
@@ -365,6 +371,8 @@ static int learn_version(unsigned key_id, unsigned version, struct broker_error 
       publish_key(key_id, version, key, length) == 0)
     result= key_cache_put_latest(cache, key_id, version);
   explicit_bzero(key, sizeof key);
+  if (result == 0 && version > 1)
+    request_warm_up();
   return result;
 }
 
@@ -458,8 +466,9 @@ static void check_broker_state(unsigned key_id, unsigned cached, unsigned versio
   broker_state_warned= true;
 }
 
-/* Re-asks the latest version of every cached key id. 0 while the broker answers, else -1. */
-static int refresh_versions(void)
+/* Re-asks the latest version of every cached key id. 0 while the broker answers, else -1;
+   *learnt tells whether a version was new. */
+static int refresh_versions(bool *learnt)
 {
   static unsigned ids[1024];  /* only this thread uses it */
   const size_t n= key_cache_key_ids(cache, ids, sizeof ids / sizeof *ids);
@@ -482,7 +491,10 @@ static int refresh_versions(void)
     {
       const unsigned cached= key_cache_latest(cache, ids[i]);
       if (version > cached && publish_key(ids[i], version, key, length) == 0)
+      {
         key_cache_put_latest(cache, ids[i], version);
+        *learnt= true;
+      }
       else if (version <= cached)
         check_broker_state(ids[i], cached, version, key, length);
     }
@@ -504,12 +516,65 @@ static void wake_refresher(void)
 
 /* Every version_ttl while connected; with backoff from 100 ms to 5 s while not. A wake-up
    (new TTL, lost connection) starts a new period. */
+/*
+  Caches every older version of every key id in use. InnoDB reads a page with the key version it
+  was written with, and pages wait for re-encryption long after a rotation; a page whose key
+  cannot be had marks its table corrupted until the server restarts. With every version cached
+  soon after a key id is first seen, the broker may then be away without harm. 0, or -1 when the
+  broker stopped answering.
+*/
+static int warm_up_older_versions(void)
+{
+  static unsigned ids[1024];  /* only this thread uses it */
+  const size_t n= key_cache_key_ids(cache, ids, sizeof ids / sizeof *ids);
+  for (size_t i= 0; i < n; i++)
+    for (unsigned version= key_cache_latest(cache, ids[i]); version-- > 1;)
+    {
+      const unsigned char *cached;
+      unsigned char key[BROKER_MAX_KEY_LENGTH];
+      unsigned length= sizeof key;
+      struct broker_error err;
+      int result= 0;
+      if (atomic_load(&stopping))
+        return 0;
+      if (key_cache_key(cache, ids[i], version, &cached, &length))
+        continue;
+      pthread_mutex_lock(&broker_lock);
+      length= sizeof key;
+      if (broker_get_key(broker, ids[i], version, request_deadline(), 0, key, &length, &err) == 0)
+      {
+        unsigned cached_length;
+        if (publish_key(ids[i], version, key, length) == 0 &&
+            !key_cache_key(cache, ids[i], version, &cached, &cached_length))
+          result= -2;  /* the cache is full */
+      }
+      else if (err.failure != BROKER_FAILED_STATUS)
+        result= -1;  /* NOT_FOUND and friends: InnoDB will ask, and hear, if it needs it */
+      explicit_bzero(key, sizeof key);
+      after_broker_call();
+      pthread_mutex_unlock(&broker_lock);
+      if (result == -1)
+        return -1;
+      if (result == -2)
+        return 0;  /* the cache is full */
+    }
+  return 0;
+}
+
+static void request_warm_up(void)
+{
+  pthread_mutex_lock(&refresher_lock);
+  warm_up_pending= true;
+  pthread_cond_signal(&refresher_wake);
+  pthread_mutex_unlock(&refresher_lock);
+}
+
 static void *refresher_main(void *arg)
 {
   (void) arg;
   long long reconnect_delay= 100;
   pthread_mutex_lock(&refresher_lock);
-  while (!stopping)
+  while (!atomic_load(&stopping))
   {
     const bool up= atomic_load_explicit(&broker_connected, memory_order_relaxed);
     const long long wait_ms= up ? version_ttl : reconnect_delay;
@@ -522,11 +587,22 @@ static void *refresher_main(void *arg)
       until.tv_sec++;
       until.tv_nsec-= 1000000000;
     }
-    if (pthread_cond_timedwait(&refresher_wake, &refresher_lock, &until) != ETIMEDOUT)
-      continue;
+    /* A warm-up asked for before this thread waited must not wait for the next period. */
+    const bool due= !warm_up_pending &&
+                    pthread_cond_timedwait(&refresher_wake, &refresher_lock, &until) == ETIMEDOUT;
+    bool warm_up= warm_up_pending;
+    warm_up_pending= false;
+    if (atomic_load(&stopping))
+      break;
+    if (!due && !warm_up)
+      continue;  /* a new TTL, or a lost connection: start a new period */
     pthread_mutex_unlock(&refresher_lock);
-    const int ok= refresh_versions() == 0;
+    bool ok= !due || refresh_versions(&warm_up) == 0;
+    if (ok && warm_up)
+      ok= warm_up_older_versions() == 0;
     pthread_mutex_lock(&refresher_lock);
+    if (!ok && warm_up)
+      warm_up_pending= true;  /* again once the broker answers */
     reconnect_delay= ok ? 100 : (reconnect_delay * 2 > 5000 ? 5000 : reconnect_delay * 2);
   }
   pthread_mutex_unlock(&refresher_lock);
@@ -600,7 +676,7 @@ static int keybroker_deinit(void *p)
   if (refresher_started)
   {
     pthread_mutex_lock(&refresher_lock);
-    stopping= true;
+    atomic_store(&stopping, true);
     pthread_cond_signal(&refresher_wake);
     pthread_mutex_unlock(&refresher_lock);
     pthread_join(refresher, NULL);
@@ -629,7 +705,8 @@ static int keybroker_init(void *p)
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
   pthread_cond_init(&refresher_wake, &attr);
   pthread_condattr_destroy(&attr);
-  stopping= false;
+  atomic_store(&stopping, false);
+  warm_up_pending= false;
   broker_state_warned= false;
   atomic_store(&counters.connects, 0);
   atomic_store(&counters.requests, 0);
