@@ -137,3 +137,83 @@ def aws_instance(moto, **settings):
             "request_timeout_ms": 2000, "max_retries": 2, "key_spec": "AES_256"}
     base.update(settings)
     return {k: v for k, v in base.items() if v is not None}
+
+
+def seed(moto, value=7):
+    req = urllib.request.Request(f"{moto.url}/moto-api/seed?a={value}", data=b"", method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+def unauthenticated(moto):
+    """Context manager: moto's checks off for admin calls the broker's user may not make."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def manager():
+        moto.set_auth(False)
+        try:
+            yield
+        finally:
+            moto.set_auth(True)
+    return manager()
+
+
+class Responder:
+    """A small threaded HTTP server on loopback; `handler(method, path, headers, body)` returns
+    (status, headers, body) or None to pass the request on to `upstream`."""
+
+    def __init__(self, handler, upstream=None):
+        import http.server
+        import threading
+        outer = self
+        self.handler = handler
+        self.upstream = upstream
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _serve(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items()}
+                outer.requests.append((self.command, self.path, headers, body))
+                answer = outer.handler(self.command, self.path, headers, body)
+                if answer is None and outer.upstream:
+                    answer = outer.forward(self.command, self.path, headers, body)
+                status, out_headers, out_body = answer or (404, {}, b"not found")
+                if isinstance(out_body, str):
+                    out_body = out_body.encode()
+                self.send_response(status)
+                for k, v in out_headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out_body)))
+                self.end_headers()
+                self.wfile.write(out_body)
+
+            do_GET = do_PUT = do_POST = _serve
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def forward(self, method, path, headers, body):
+        import http.client
+        host, port = self.upstream.split("//")[1].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, {k: v for k, v in r.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")}, data
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

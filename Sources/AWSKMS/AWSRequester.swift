@@ -84,7 +84,9 @@ final class AWSRequester: Sendable {
     static func serviceError(operation: String, response: HTTPResponse, protocol kind: ErrorFormat) -> AWSError {
         var code: String?
         var message: String?
-        switch kind {
+        // Some front ends (and moto's auth layer) answer a JSON-protocol call with an XML error.
+        let looksLikeXML = response.body.withBytes { bytes in bytes.first(where: { $0 > 0x20 }) == UInt8(ascii: "<") }
+        switch looksLikeXML ? .query : kind {
         case .json:
             response.body.withBytes { bytes in
                 guard let reader = try? JSONReader(bytes: bytes) else { return }

@@ -36,7 +36,7 @@ struct Keybrokerctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybrokerctl",
         abstract: "Administer keybroker: inspect, fetch and rotate data keys.",
-        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, InitLocal.self])
+        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, InitLocal.self, SigV4Check.self])
 
     /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.
     static func main() {
