@@ -173,6 +173,8 @@ class Responder:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per response: headers and body in separate segments meet delayed ACKs (40 ms).
+            wbufsize = 1 << 16
 
             def log_message(self, *args):
                 pass
