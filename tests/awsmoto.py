@@ -23,7 +23,7 @@ KMS_POLICY = {
     "Statement": [{
         "Effect": "Allow",
         "Action": ["kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey",
-                   "kms:ReEncryptFrom", "kms:ReEncryptTo"],
+                   "kms:ReEncrypt*"],
         "Resource": "*",
     }],
 }
