@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "SecureMemory"]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration"]),
+        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "SecureMemory"]),
     ],
     swiftLanguageModes: [.v6]
 )
