@@ -19,11 +19,17 @@ let package = Package(
         .target(name: "CKeybrokerCrypto", linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "CKeybrokerSystem"),
         .target(name: "CKeybrokerSystemd", linkerSettings: [.linkedLibrary("systemd")]),
+        .target(name: "CKeybrokerCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "BrokerProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "SecureMemory", dependencies: ["CKeybrokerCrypto", "CKeybrokerSystem"]),
         .target(name: "KMS", dependencies: ["SecureMemory", "CKeybrokerCrypto"]),
+        .target(name: "AWSKMS", dependencies: [
+            "KMS", "SecureMemory", "CKeybrokerCrypto", "CKeybrokerCurl",
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "KeyStore", dependencies: ["KMS", "SecureMemory", "CKeybrokerSystem", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "BrokerConfiguration", dependencies: ["KMS", "KeyStore", "SecureMemory", "CKeybrokerSystem", "TOMLKit"]),
+        .target(name: "BrokerConfiguration", dependencies: ["KMS", "AWSKMS", .product(name: "Logging", package: "swift-log"), "KeyStore", "SecureMemory", "CKeybrokerSystem", "TOMLKit"]),
         .target(name: "Broker", dependencies: [
             "BrokerProtocol", "KeyStore", "KMS", "BrokerConfiguration", "CKeybrokerSystem", "CKeybrokerSystemd", "SecureMemory",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -32,13 +38,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "keybrokerd", dependencies: [
-            "Broker", "BrokerConfiguration", "KeyStore", "CKeybrokerSystem", "CKeybrokerSystemd",
+            "Broker", "BrokerConfiguration", "AWSKMS", "KeyStore", "CKeybrokerSystem", "CKeybrokerSystemd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "keybrokerctl", dependencies: [
-            "BrokerProtocol", "BrokerConfiguration", "KMS", "KeyStore", "CKeybrokerCrypto",
+            "BrokerProtocol", "BrokerConfiguration", "KMS", "AWSKMS", "KeyStore", "CKeybrokerCrypto", "CKeybrokerSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
@@ -46,6 +52,7 @@ let package = Package(
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "SecureMemory"]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration"]),
+        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "SecureMemory"]),
     ],
     swiftLanguageModes: [.v6]
 )

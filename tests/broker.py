@@ -73,6 +73,9 @@ class Broker:
         self.config_path.write_text(render_config(self.top, self.instances))
 
     def start(self, wait=True, env=None, args=()):
+        if env is not None:
+            self.env = env  # restart() reuses it
+        env = getattr(self, "env", None)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(KEYBROKERD), "--config", str(self.config_path), *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)

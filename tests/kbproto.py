@@ -6,7 +6,7 @@ module disagree about the format, the tests fail.
 import socket
 import struct
 
-OP_HELLO, OP_LATEST_KEY, OP_GET_KEY, OP_ROTATE, OP_STATUS = 1, 2, 3, 4, 5
+OP_HELLO, OP_LATEST_KEY, OP_GET_KEY, OP_ROTATE, OP_STATUS, OP_ADMIN = 1, 2, 3, 4, 5, 6
 OK, NOT_FOUND, UNAVAILABLE, DENIED, BAD_REQUEST, INTERNAL, UNSUPPORTED = range(7)
 STATUS_NAMES = ["OK", "NOT_FOUND", "UNAVAILABLE", "DENIED", "BAD_REQUEST", "INTERNAL", "UNSUPPORTED"]
 ALL_KEYS = 0xFFFFFFFF
@@ -44,6 +44,11 @@ def rotate(request_id, key_id):
 
 def status(request_id):
     return request(OP_STATUS, request_id)
+
+
+def admin(request_id, command):
+    """ADMIN (0x06), the extension to v1 for admin commands (docs/protocol.md)."""
+    return request(OP_ADMIN, request_id, string(command))
 
 
 class Response:
@@ -149,3 +154,6 @@ class Client:
 
     def status(self):
         return self.call(lambda rid: status(rid))
+
+    def admin(self, command):
+        return self.call(lambda rid: admin(rid, command))

@@ -48,6 +48,7 @@ public final class BrokerContext: Sendable {
             let listed = summary.newest.prefix(500)
             instanceMembers.append((name, .object([
                 ("provider", .string(store.provider.name)),
+                ("provider_status", store.provider.statusNote.map { .string($0) } ?? .null),
                 ("key_ids", .int(summary.keyIDs)),
                 ("versions", .int(summary.versions)),
                 ("loaded", .int(summary.loaded)),

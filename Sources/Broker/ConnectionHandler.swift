@@ -215,6 +215,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                 }
                 return buffer
             }
+        case let .admin(command):
+            admin(context: context, session: session, op: op, requestID: id, command: command)
         case .status:
             let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
             let json = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
@@ -222,6 +224,55 @@ final class ConnectionHandler: ChannelInboundHandler {
             buffer.writeResponse(op: op, requestID: id, status: .ok) { $0.writeProtocolString(json) }
             context.write(wrapOutboundOut(buffer), promise: nil)
             needsFlush = true
+        }
+    }
+
+    /// ADMIN (0x06, an extension to v1): "rewrap MASTER_KEY" or "unlock TOKEN_CODE" on the bound
+    /// instance; only for admins. Answers a JSON document.
+    private func admin(context: ChannelHandlerContext, session: Session, op: UInt8, requestID: UInt32, command: String) {
+        guard session.isAdmin else {
+            broker.counters.denied.add(1, ordering: .relaxed)
+            logger.warning("denied admin command from uid \(peer?.uid ?? 0): not in admins")
+            fail(context: context, op: op, requestID: requestID, status: .denied,
+                 message: "uid \(peer?.uid ?? 0) may not run admin commands; add the user to admins", close: false)
+            return
+        }
+        let words = command.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        let store = session.store
+        let instance = session.instance
+        @Sendable func answer(_ members: [(String, JSONValue)]) -> ByteBuffer {
+            var buffer = ByteBuffer()
+            buffer.writeResponse(op: op, requestID: requestID, status: .ok) { $0.writeProtocolString(JSONValue.object(members).serialized) }
+            return buffer
+        }
+        switch (words.first, words.count) {
+        case ("rewrap", 2):
+            let target = words[1]
+            logger.notice("uid \(peer?.uid ?? 0) asked to rewrap every key of instance \"\(instance)\" under \(target)")
+            answerLater(context: context, op: op, requestID: requestID) {
+                let report = await store.rewrap(to: target, concurrency: 8)
+                return answer([
+                    ("instance", .string(instance)),
+                    ("master_key", .string(target)),
+                    ("rewrapped", .int(report.rewrapped.count)),
+                    ("failed", .array(report.failed.map { .object([("id", .int(Int($0.ref.keyID))), ("version", .int(Int($0.ref.version))),
+                                                                   ("error", .string($0.message))]) })),
+                ])
+            }
+        case ("unlock", 2):
+            let code = words[1]
+            logger.notice("uid \(peer?.uid ?? 0) unlocks instance \"\(instance)\"")
+            answerLater(context: context, op: op, requestID: requestID) {
+                do throws(ProviderError) {
+                    let message = try await store.provider.unlock(tokenCode: code)
+                    return answer([("instance", .string(instance)), ("unlocked", .bool(true)), ("message", .string(message))])
+                } catch {
+                    throw KeyStoreError(InstanceKeyStore.code(for: error), error.message)
+                }
+            }
+        default:
+            fail(context: context, op: op, requestID: requestID, status: .badRequest,
+                 message: "unknown admin command \"\(words.first ?? "")\"; expected \"rewrap MASTER_KEY\" or \"unlock TOKEN_CODE\"", close: false)
         }
     }
 

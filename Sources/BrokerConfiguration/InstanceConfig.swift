@@ -1,4 +1,6 @@
+import AWSKMS
 import KMS
+import Logging
 import SecureMemory
 import TOMLKit
 
@@ -19,7 +21,13 @@ public struct InstanceConfig: Sendable {
 
     public enum Provider: Sendable, Equatable {
         case local(MasterKeySource)
+        case aws(AWSSettings)
     }
+
+    /// Settings that belong to one provider only: named in the error when used with the other.
+    static let localOnlyKeys = ["master_key_file", "master_key_credential"]
+    static let awsOnlyKeys = ["master_key_id", "region", "endpoint_url", "sts_endpoint_url", "request_timeout_ms", "max_retries",
+                              "profile", "use_fips_endpoint", "mfa_serial"]
 
     public var name: String
     public var provider: Provider
@@ -58,14 +66,59 @@ public struct InstanceConfig: Sendable {
             case (_?, _?):
                 throw reader.error("master_key_credential", "set either master_key_file or master_key_credential, not both")
             }
+            if let key = awsOnlyKeys.first(where: { table.contains(key: $0) }) {
+                throw reader.error(key, "applies to provider \"aws\" only; this instance uses provider \"local\"")
+            }
         case "aws":
-            throw reader.error("provider", "provider \"aws\" is not available in this build of keybrokerd")
+            if let key = localOnlyKeys.first(where: { table.contains(key: $0) }) {
+                throw reader.error(key, "applies to provider \"local\" only; an aws instance's master key is master_key_id")
+            }
+            provider = .aws(try parseAWS(&reader, instance: name, prefetch: prefetch))
         default:
-            throw reader.error("provider", "unknown provider \"\(providerName)\" (expected \"local\")")
+            throw reader.error("provider", "unknown provider \"\(providerName)\" (expected \"local\" or \"aws\")")
         }
         try reader.rejectUnknownKeys()
         return InstanceConfig(name: name, provider: provider, clients: clients, autoCreate: autoCreate,
                               keySpec: keySpec, prefetchConcurrency: prefetch)
+    }
+
+    private static func parseAWS(_ reader: inout TableReader, instance: String, prefetch: Int) throws(ConfigError) -> AWSSettings {
+        var settings = AWSSettings(concurrency: prefetch)
+        if let keyID = try reader.string("master_key_id") {
+            guard !keyID.isEmpty, keyID.utf8.count <= 2048, !keyID.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+                throw reader.error("master_key_id", "must be a key id, key ARN, \"alias/NAME\" or alias ARN, without spaces")
+            }
+            settings.masterKeyID = keyID
+        }
+        if let region = try reader.string("region") {
+            guard AWSSettings.isValidRegion(region) else {
+                throw reader.error("region", "\"\(region)\" is not a region name (lower-case letters, digits and \"-\", like us-east-1)")
+            }
+            settings.region = region
+        }
+        for key in ["endpoint_url", "sts_endpoint_url"] {
+            guard let url = try reader.string(key) else { continue }
+            guard Endpoint(parsing: url) != nil else {
+                throw reader.error(key, "\"\(url)\" is not an http:// or https:// URL")
+            }
+            if key == "endpoint_url" { settings.endpointURL = url } else { settings.stsEndpointURL = url }
+        }
+        if let value = try reader.integer("request_timeout_ms", in: 100...600_000) { settings.requestTimeoutMilliseconds = value }
+        if let value = try reader.integer("max_retries", in: 0...20) { settings.maxRetries = value }
+        if let profile = try reader.string("profile") {
+            guard !profile.isEmpty, !profile.contains(where: { $0 == "[" || $0 == "]" || $0.isNewline }) else {
+                throw reader.error("profile", "must be an AWS profile name")
+            }
+            settings.profile = profile
+        }
+        if let fips = try reader.bool("use_fips_endpoint") { settings.useFIPSEndpoint = fips }
+        if let serial = try reader.string("mfa_serial") {
+            guard !serial.isEmpty, !serial.contains(where: { $0.isWhitespace }) else {
+                throw reader.error("mfa_serial", "must be the serial number or ARN of an MFA device")
+            }
+            settings.mfaSerial = serial
+        }
+        return settings
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -73,9 +126,16 @@ public struct InstanceConfig: Sendable {
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }
     }
 
-    /// Builds the provider, reading the master key. `environment` supplies CREDENTIALS_DIRECTORY.
-    public func makeProvider(configFile: String, environment: [String: String]) throws(ConfigError) -> any KeyProvider {
+    /// Builds the provider, reading the master key (local) or resolving the region and endpoints
+    /// (aws). `environment` supplies CREDENTIALS_DIRECTORY and the AWS_* variables.
+    public func makeProvider(configFile: String, environment: [String: String], logger: Logger) async throws(ConfigError) -> any KeyProvider {
         switch provider {
+        case let .aws(settings):
+            do {
+                return try await AWSKMSProvider.make(instance: name, settings: settings, environment: environment, logger: logger)
+            } catch {
+                throw ConfigError(file: configFile, key: "instances.\(name).\(error.setting)", error.message)
+            }
         case let .local(source):
             let path: String
             let key: String

@@ -71,7 +71,7 @@ extension ByteBuffer {
                     buffer.writeInteger(key.keyID)
                     buffer.writeInteger(key.version)
                 }
-            case let .status(json):
+            case let .status(json), let .admin(json):
                 buffer.writeProtocolString(json)
             case let .failure(message):
                 buffer.writeProtocolString(message)

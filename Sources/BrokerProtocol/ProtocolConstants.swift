@@ -17,6 +17,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case getKey = 0x03
     case rotate = 0x04
     case status = 0x05
+    /// Extension to v1 (docs/protocol.md): admin commands the five ops cannot express.
+    case admin = 0x06
 }
 
 public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertible {

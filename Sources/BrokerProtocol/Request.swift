@@ -8,6 +8,8 @@ public struct Request: Sendable, Equatable {
         case getKey(keyID: UInt32, version: UInt32)
         case rotate(keyID: UInt32)
         case status
+        /// `command` is "VERB [ARGUMENT]", e.g. "rewrap alias/new-master" or "unlock 123456".
+        case admin(command: String)
     }
 
     public var requestID: UInt32
@@ -25,6 +27,7 @@ public struct Request: Sendable, Equatable {
         case .getKey: .getKey
         case .rotate: .rotate
         case .status: .status
+        case .admin: .admin
         }
     }
 
@@ -63,6 +66,8 @@ public struct Request: Sendable, Equatable {
             body = .rotate(keyID: keyID)
         case .status:
             body = .status
+        case .admin:
+            body = .admin(command: try buffer.readProtocolString(field: "command", requestID: requestID, op: opByte))
         }
         if buffer.readableBytes != 0 {
             throw fail("\(buffer.readableBytes) unexpected bytes after the \(op) body")
@@ -87,6 +92,8 @@ public struct Request: Sendable, Equatable {
                 buffer.writeInteger(version)
             case .status:
                 break
+            case let .admin(command):
+                buffer.writeProtocolString(command)
             }
         }
     }

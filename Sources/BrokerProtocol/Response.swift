@@ -10,6 +10,7 @@ public struct Response: Sendable, Equatable {
         case getKey(key: [UInt8])
         case rotate([RotatedKey])
         case status(json: String)
+        case admin(json: String)
         case failure(message: String)
     }
 
@@ -62,6 +63,8 @@ public struct Response: Sendable, Equatable {
                 body = .rotate(keys)
             case .status:
                 body = .status(json: try buffer.readProtocolString(field: "json", requestID: requestID, op: op))
+            case .admin:
+                body = .admin(json: try buffer.readProtocolString(field: "json", requestID: requestID, op: op))
             case nil:
                 throw fail("response to unknown op \(op)")
             }

@@ -13,6 +13,39 @@ public protocol KeyProvider: Sendable {
 
     /// Unwraps a stored data key. `path` is for error messages.
     func unwrapDataKey(_ wrapped: [UInt8], for ref: KeyRef, path: String) async throws(ProviderError) -> SecureBytes
+
+    /// Whether the provider can create data keys (the AWS provider without `master_key_id` cannot).
+    var canCreateKeys: Bool { get }
+
+    /// Wraps a stored key again under another master key without revealing it (KMS ReEncrypt), for
+    /// `keybrokerctl rewrap`. The caller verifies the result before replacing the file.
+    func rewrapDataKey(_ wrapped: [UInt8], to masterKey: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8]
+
+    /// Start-up checks that must not stop the daemon (the master key's state in the KMS): they log
+    /// what they find. With two-factor start this waits until the instance is unlocked.
+    func prepare() async
+
+    /// Two-factor start: unlocks the instance with a one-time code. Returns a sentence for the admin.
+    func unlock(tokenCode: String) async throws(ProviderError) -> String
+
+    /// One line for STATUS (`provider_status`): locked, master key state; nil when there is nothing to say.
+    var statusNote: String? { get }
+}
+
+extension KeyProvider {
+    public var canCreateKeys: Bool { true }
+
+    public func rewrapDataKey(_ wrapped: [UInt8], to masterKey: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8] {
+        throw ProviderError(.internal, "provider \"\(name)\" cannot re-wrap keys under another master key")
+    }
+
+    public func prepare() async {}
+
+    public func unlock(tokenCode: String) async throws(ProviderError) -> String {
+        throw ProviderError(.internal, "provider \"\(name)\" has no two-factor start; there is nothing to unlock")
+    }
+
+    public var statusNote: String? { nil }
 }
 
 public struct ProviderError: Error, Sendable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import Glibc
 import KMS
 import Logging
 import SecureMemory
@@ -88,6 +89,8 @@ public final class InstanceKeyStore: Sendable {
                 _ = try await Self.value(of: write)
                 continue
             case nil:
+                // A file put there by `keybrokerctl import` (or another tool) is adopted, not overwritten.
+                if adoptFromDisk(keyID: keyID) { continue }
                 guard autoCreate else {
                     throw KeyStoreError(.notFound, "key \(keyID) does not exist in instance \"\(name)\" and auto_create is off")
                 }
@@ -193,6 +196,73 @@ public final class InstanceKeyStore: Sendable {
         return failures
     }
 
+    // MARK: Rewrap
+
+    public struct RewrapReport: Sendable {
+        public var rewrapped: [KeyRef] = []
+        public var failed: [(ref: KeyRef, message: String)] = []
+    }
+
+    /// Re-encrypts every stored version under `masterKey` (KMS ReEncrypt), at most `concurrency` at
+    /// a time. Each new blob is decrypted and compared with the key it must hold before it replaces
+    /// the old file, atomically; a version that fails keeps its old file.
+    public func rewrap(to masterKey: String, concurrency: Int) async -> RewrapReport {
+        let refs = state.withLock { state in
+            state.index.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }
+                .sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        }
+        var report = RewrapReport()
+        await withTaskGroup(of: (KeyRef, String?).self) { group in
+            var iterator = refs.makeIterator()
+            for _ in 0..<max(1, concurrency) {
+                guard let ref = iterator.next() else { break }
+                group.addTask { (ref, await self.rewrapOne(ref, to: masterKey)) }
+            }
+            for await (ref, failure) in group {
+                if let failure { report.failed.append((ref, failure)) } else { report.rewrapped.append(ref) }
+                if let next = iterator.next() {
+                    group.addTask { (next, await self.rewrapOne(next, to: masterKey)) }
+                }
+            }
+        }
+        report.rewrapped.sort { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        report.failed.sort { ($0.ref.keyID, $0.ref.version) < ($1.ref.keyID, $1.ref.version) }
+        logger.notice("rewrapped \(report.rewrapped.count) of \(refs.count) stored key versions under \(masterKey)\(report.failed.isEmpty ? "" : ", \(report.failed.count) failed")")
+        return report
+    }
+
+    /// nil when done, else why not.
+    private func rewrapOne(_ ref: KeyRef, to masterKey: String) async -> String? {
+        let path = directory.filePath(ref)
+        do throws(KeyStoreError) {
+            let current = try await key(ref)
+            let old: [UInt8]
+            do { old = try directory.read(ref) } catch { throw KeyStoreError(.unavailable, error.description) }
+            let new: [UInt8]
+            do {
+                new = try await provider.rewrapDataKey(old, to: masterKey, for: ref, path: path)
+            } catch {
+                throw KeyStoreError(Self.code(for: error), error.message)
+            }
+            let check: SecureBytes
+            do {
+                check = try await provider.unwrapDataKey(new, for: ref, path: path)
+            } catch {
+                throw KeyStoreError(Self.code(for: error), "the re-encrypted blob does not decrypt: \(error.message)")
+            }
+            guard check.isEqual(to: current) else {
+                throw KeyStoreError(.corrupt, "the re-encrypted blob decrypts to a different key; the old file is kept")
+            }
+            do { try directory.replace(ref, bytes: new) } catch { throw KeyStoreError(.unavailable, error.description) }
+            logger.info("rewrapped key \(ref.keyID) version \(ref.version) under \(masterKey)",
+                        metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+            return nil
+        } catch {
+            logger.error("cannot rewrap \(ref): \(error.message)", metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+            return error.message
+        }
+    }
+
     /// Drops every unwrapped key; the memory is zeroed as the last references go.
     public func releaseKeys() {
         state.withLock { $0.keys.removeAll() }
@@ -238,7 +308,7 @@ public final class InstanceKeyStore: Sendable {
 
     private func unwrapStored(_ ref: KeyRef) async throws(KeyStoreError) -> SecureBytes {
         let known = state.withLock { $0.index[ref.keyID]?.contains(ref.version) ?? false }
-        guard known else {
+        guard known || adopt(ref) else {
             throw KeyStoreError(.notFound, "\(ref) does not exist in instance \"\(name)\"")
         }
         let wrapped: [UInt8]
@@ -254,7 +324,32 @@ public final class InstanceKeyStore: Sendable {
         }
     }
 
-    static func code(for error: ProviderError) -> KeyStoreError.Code {
+    /// Adds a version found on disk but not in the index (written by `keybrokerctl import`).
+    private func adopt(_ ref: KeyRef) -> Bool {
+        guard directory.exists(ref) else { return false }
+        state.withLock { state in
+            var versions = state.index[ref.keyID, default: []]
+            if !versions.contains(ref.version) {
+                versions.append(ref.version)
+                versions.sort()
+                state.index[ref.keyID] = versions
+            }
+        }
+        logger.info("adopted \(ref) found in \(directory.path)", metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+        return true
+    }
+
+    /// Re-reads the directory for versions of `keyID` the index lacks; true when it found some.
+    private func adoptFromDisk(keyID: UInt32) -> Bool {
+        guard let found = try? directory.scan(removingLeftovers: false)[keyID], !found.isEmpty else { return false }
+        var adopted = false
+        for version in found where !(state.withLock { $0.index[keyID]?.contains(version) ?? false }) {
+            adopted = adopt(KeyRef(keyID: keyID, version: version)) || adopted
+        }
+        return adopted
+    }
+
+    public static func code(for error: ProviderError) -> KeyStoreError.Code {
         switch error.code {
         case .unavailable: .unavailable
         case .denied: .denied
@@ -300,6 +395,10 @@ public final class InstanceKeyStore: Sendable {
             do {
                 try directory.writeNew(ref, bytes: wrapped)
             } catch {
+                if error.errno == EEXIST, adopt(ref) {
+                    // Someone else (an import) wrote this version meanwhile: theirs stays, ours is dropped.
+                    throw KeyStoreError(.unavailable, "\(ref) appeared on disk while it was being created; ask again")
+                }
                 throw KeyStoreError(.unavailable, error.description)
             }
             state.withLock { state in

@@ -33,8 +33,9 @@ public struct KeyFileDirectory: Sendable {
         guard (info.st_mode & S_IFMT) == S_IFDIR else { throw StorageError(path: path, operation: "use as key directory", errno: ENOTDIR) }
     }
 
-    /// The versions present, per key id, ascending. Removes temporary files left by a crash.
-    public func scan() throws(StorageError) -> [UInt32: [UInt32]] {
+    /// The versions present, per key id, ascending. Removes temporary files left by a crash unless
+    /// told not to (a scan while the daemon runs must leave the writes in flight alone).
+    public func scan(removingLeftovers: Bool = true) throws(StorageError) -> [UInt32: [UInt32]] {
         guard let directory = opendir(path) else { throw StorageError(path: path, operation: "open directory", errno: errno) }
         defer { closedir(directory) }
         var found: [UInt32: [UInt32]] = [:]
@@ -50,7 +51,9 @@ public struct KeyFileDirectory: Sendable {
                 found[ref.keyID, default: []].append(ref.version)
             }
         }
-        for name in leftovers { unlink("\(path)/\(name)") }
+        if removingLeftovers {
+            for name in leftovers { unlink("\(path)/\(name)") }
+        }
         return found.mapValues { $0.sorted() }
     }
 
@@ -88,17 +91,48 @@ public struct KeyFileDirectory: Sendable {
         return bytes
     }
 
-    /// Writes a new version; fails with EEXIST if that version is already on disk.
-    public func writeNew(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError) {
+    public func exists(_ ref: KeyRef) -> Bool {
+        var info = stat()
+        return lstat(filePath(ref), &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// Writes a new version; fails with EEXIST if that version is already on disk. `owner` (uid,
+    /// gid) is applied when given, so a root-run `keybrokerctl import` leaves files the daemon owns.
+    public func writeNew(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)? = nil) throws(StorageError) {
         let final = filePath(ref)
+        let temporary = try writeTemporary(ref, bytes: bytes, owner: owner)
+        defer { unlink(temporary) }
+        guard link(temporary, final) == 0 else { throw StorageError(path: final, operation: "create", errno: errno) }
+        unlink(temporary)
+        try syncDirectory()
+    }
+
+    /// Replaces an existing version with new bytes (rewrap: the same key under another master key),
+    /// atomically: the old file stays in place until the new one is complete on disk.
+    public func replace(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError) {
+        let final = filePath(ref)
+        var info = stat()
+        guard lstat(final, &info) == 0 else { throw StorageError(path: final, operation: "replace", errno: errno) }
+        let temporary = try writeTemporary(ref, bytes: bytes, owner: (info.st_uid, info.st_gid))
+        defer { unlink(temporary) }
+        guard rename(temporary, final) == 0 else { throw StorageError(path: final, operation: "replace", errno: errno) }
+        try syncDirectory()
+    }
+
+    /// A complete, fsynced temporary file (mode 0400) in the directory; returns its path.
+    private func writeTemporary(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)?) throws(StorageError) -> String {
         let suffix = UInt64.random(in: 0...UInt64.max)
         let temporary = "\(path)/\(Self.temporaryMarker)\(prefix).\(ref.keyID).\(ref.version).\(String(suffix, radix: 16))"
         let fd = CKB_create_exclusive(temporary, 0o400)
         guard fd >= 0 else { throw StorageError(path: temporary, operation: "create", errno: -fd) }
         var closed = false
+        var complete = false
         defer {
             if !closed { close(fd) }
-            unlink(temporary)
+            if !complete { unlink(temporary) }
+        }
+        if let owner, fchown(fd, owner.uid, owner.gid) != 0 {
+            throw StorageError(path: temporary, operation: "chown", errno: errno)
         }
         var written = 0
         while written < bytes.count {
@@ -112,9 +146,8 @@ public struct KeyFileDirectory: Sendable {
         guard fsync(fd) == 0 else { throw StorageError(path: temporary, operation: "fsync", errno: errno) }
         closed = true
         guard close(fd) == 0 else { throw StorageError(path: temporary, operation: "close", errno: errno) }
-        guard link(temporary, final) == 0 else { throw StorageError(path: final, operation: "create", errno: errno) }
-        unlink(temporary)
-        try syncDirectory()
+        complete = true
+        return temporary
     }
 
     func syncDirectory() throws(StorageError) {

@@ -24,8 +24,8 @@ struct GlobalOptions: ParsableArguments {
         }
     }
 
-    func connect() throws(CommandError) -> BrokerConnection {
-        var connection = try BrokerConnection(path: socketPath())
+    func connect(timeoutSeconds: Int = 30) throws(CommandError) -> BrokerConnection {
+        var connection = try BrokerConnection(path: socketPath(), timeoutSeconds: timeoutSeconds)
         _ = try connection.call(.hello(protocolVersion: ProtocolConstants.version, instance: instance, client: "keybrokerctl"))
         return connection
     }
@@ -36,7 +36,8 @@ struct Keybrokerctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybrokerctl",
         abstract: "Administer keybroker: inspect, fetch and rotate data keys.",
-        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, InitLocal.self])
+        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, Rewrap.self, Import.self, Export.self, Unlock.self,
+                      InitLocal.self, SigV4Check.self])
 
     /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.
     static func main() {

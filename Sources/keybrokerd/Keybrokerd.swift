@@ -1,4 +1,5 @@
 import ArgumentParser
+import AWSKMS
 import Broker
 import BrokerConfiguration
 import CKeybrokerSystem
@@ -63,7 +64,7 @@ struct Keybrokerd: AsyncParsableCommand {
         } catch {
             throw StartupError(message: error.description)
         }
-        let broker = try Self.makeBroker(settings, logger: logger)
+        let broker = try await Self.makeBroker(settings, logger: logger)
         if check {
             print("\(settings.file): configuration OK (\(settings.instances.count) instance\(settings.instances.count == 1 ? "" : "s"))")
             return
@@ -103,7 +104,7 @@ struct Keybrokerd: AsyncParsableCommand {
 
     /// Everything the configuration names, checked before the socket is opened: users and groups,
     /// master keys, the state directory and the key files already in it.
-    static func makeBroker(_ settings: BrokerConfig, logger: Logger) throws -> BrokerContext {
+    static func makeBroker(_ settings: BrokerConfig, logger: Logger) async throws -> BrokerContext {
         let file = settings.file
         do {
             let admins = try AccessList.resolve(settings.admins, file: file, key: "admins")
@@ -112,10 +113,10 @@ struct Keybrokerd: AsyncParsableCommand {
             try prepareStateDirectory(settings.stateDirectory, file: file)
             for instance in settings.instances {
                 clients[instance.name] = try AccessList.resolve(instance.clients, file: file, key: "instances.\(instance.name).clients")
-                let provider = try instance.makeProvider(configFile: file, environment: Self.environment())
+                let provider = try await instance.makeProvider(configFile: file, environment: Self.environment(), logger: logger)
                 let store = InstanceKeyStore(name: instance.name, provider: provider,
                                              directory: "\(settings.stateDirectory)/\(instance.name)",
-                                             keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate,
+                                             keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate && provider.canCreateKeys,
                                              logger: logger)
                 do {
                     try store.open()
@@ -127,7 +128,8 @@ struct Keybrokerd: AsyncParsableCommand {
             for instance in settings.instances {
                 guard let store = stores[instance.name] else { continue }
                 let summary = store.summary()
-                logger.info("instance \"\(instance.name)\": provider \(store.provider.name), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.directory.path)")
+                let detail = (store.provider as? AWSKMSProvider).map { " (\($0.summary))" } ?? ""
+                logger.info("instance \"\(instance.name)\": provider \(store.provider.name)\(detail), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.directory.path)")
             }
             return BrokerContext(instances: stores, clients: clients, admins: admins, limits: settings.limits, logger: logger)
         } catch let error as ConfigError {
@@ -162,7 +164,8 @@ struct Keybrokerd: AsyncParsableCommand {
     }
 }
 
-/// Unwraps every stored key at start-up, with bounded concurrency per instance.
+/// Checks each instance's master key, then unwraps every stored key, with bounded concurrency per
+/// instance. An instance with two-factor start does both once it is unlocked.
 struct WarmUpService: Service {
     let broker: BrokerContext
     let settings: BrokerConfig
@@ -171,7 +174,10 @@ struct WarmUpService: Service {
         await withTaskGroup(of: Void.self) { group in
             for instance in settings.instances {
                 guard let store = broker.instances[instance.name] else { continue }
-                group.addTask { await store.warmUp(concurrency: instance.prefetchConcurrency) }
+                group.addTask {
+                    await store.provider.prepare()
+                    await store.warmUp(concurrency: instance.prefetchConcurrency)
+                }
             }
         }
     }

@@ -110,4 +110,100 @@ final class BrokerConfigTests: XCTestCase {
         XCTAssertFalse(list.contains(uid: 65534, gid: 65534))
         XCTAssertThrowsError(try AccessList.resolve([.user("no-such-user-kb")], file: "f", key: "admins"))
     }
+
+    // MARK: provider = "aws"
+
+    func testAWSInstance() throws {
+        let config = try parse("""
+            [instances.prod]
+            provider = "aws"
+            master_key_id = "alias/mariadb-encryption"
+            region = "eu-west-1"
+            endpoint_url = "https://vpce-1.kms.eu-west-1.vpce.amazonaws.com"
+            sts_endpoint_url = "http://127.0.0.1:5000"
+            key_spec = "AES_128"
+            request_timeout_ms = 3000
+            max_retries = 5
+            profile = "mariadb"
+            use_fips_endpoint = true
+            mfa_serial = "arn:aws:iam::111122223333:mfa/dba"
+            prefetch_concurrency = 8
+            """)
+        let instance = try XCTUnwrap(config.instance(named: "prod"))
+        guard case let .aws(aws) = instance.provider else { return XCTFail("not aws") }
+        XCTAssertEqual(aws.masterKeyID, "alias/mariadb-encryption")
+        XCTAssertEqual(aws.region, "eu-west-1")
+        XCTAssertEqual(aws.endpointURL, "https://vpce-1.kms.eu-west-1.vpce.amazonaws.com")
+        XCTAssertEqual(aws.stsEndpointURL, "http://127.0.0.1:5000")
+        XCTAssertEqual(aws.requestTimeoutMilliseconds, 3000)
+        XCTAssertEqual(aws.maxRetries, 5)
+        XCTAssertEqual(aws.profile, "mariadb")
+        XCTAssertTrue(aws.useFIPSEndpoint)
+        XCTAssertEqual(aws.mfaSerial, "arn:aws:iam::111122223333:mfa/dba")
+        XCTAssertEqual(aws.concurrency, 8)
+        XCTAssertEqual(instance.keySpec, .aes128)
+    }
+
+    func testAWSDefaults() throws {
+        let config = try parse("""
+            [instances.default]
+            provider = "aws"
+            """)
+        guard case let .aws(aws)? = config.instance(named: "default")?.provider else { return XCTFail("not aws") }
+        XCTAssertNil(aws.masterKeyID)
+        XCTAssertNil(aws.region)
+        XCTAssertEqual(aws.requestTimeoutMilliseconds, 5000)
+        XCTAssertEqual(aws.maxRetries, 3)
+        XCTAssertFalse(aws.useFIPSEndpoint)
+    }
+
+    func testProviderSpecificSettingsAreRefusedOnTheOtherProvider() {
+        assertError("""
+            [instances.default]
+            master_key_file = "/k"
+            region = "us-east-1"
+            """, key: "instances.default.region", contains: "applies to provider \"aws\" only")
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            master_key_file = "/k"
+            """, key: "instances.default.master_key_file", contains: "applies to provider \"local\" only")
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            master_key = "alias/x"
+            """, key: "instances.default.master_key", contains: "unknown setting")
+    }
+
+    func testAWSValuesAreChecked() {
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            region = "US East 1"
+            """, key: "instances.default.region", contains: "is not a region name")
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            endpoint_url = "kms.example.com"
+            """, key: "instances.default.endpoint_url", contains: "is not an http:// or https:// URL")
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            max_retries = 50
+            """, key: "instances.default.max_retries", contains: "between 0 and 20")
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            request_timeout_ms = "5s"
+            """, key: "instances.default.request_timeout_ms", contains: "must be an integer")
+        assertError("""
+            [instances.default]
+            provider = "aws"
+            master_key_id = "alias/has space"
+            """, key: "instances.default.master_key_id", contains: "without spaces")
+        assertError("""
+            [instances.default]
+            provider = "vault"
+            """, key: "instances.default.provider", contains: "expected \"local\" or \"aws\"")
+    }
 }

@@ -40,6 +40,7 @@ final class CodecTests: XCTestCase {
             Request(requestID: 3, body: .getKey(keyID: 0xFFFF_FFFE, version: 7)),
             Request(requestID: 4, body: .rotate(keyID: ProtocolConstants.allKeys)),
             Request(requestID: 0xFFFF_FFFF, body: .status),
+            Request(requestID: 5, body: .admin(command: "rewrap alias/next")),
         ]
         for request in requests {
             XCTAssertEqual(try decodeOne(encoded(request)), request)
@@ -69,6 +70,7 @@ final class CodecTests: XCTestCase {
             Response(op: 3, requestID: 3, status: .ok, body: .getKey(key: Array(0..<16))),
             Response(op: 4, requestID: 4, status: .ok, body: .rotate([RotatedKey(keyID: 1, version: 2), RotatedKey(keyID: 5, version: 9)])),
             Response(op: 5, requestID: 5, status: .ok, body: .status(json: "{\"a\":1}")),
+            Response(op: 6, requestID: 7, status: .ok, body: .admin(json: "{\"rewrapped\":2}")),
             Response(op: 2, requestID: 6, status: .unavailable, body: .failure(message: "KMS is down")),
         ]
         for response in responses {

@@ -1,0 +1,156 @@
+import Logging
+
+/// Sends signed AWS requests with the retry rules of the AWS SDKs' standard mode: throttling, 5xx
+/// and transport errors are retried up to `maxRetries` times after a random pause of up to
+/// base × 2^attempt (exponential backoff with full jitter); every other error is final. An
+/// expired-token answer refreshes the credentials and tries once more.
+final class AWSRequester: Sendable {
+    enum ErrorFormat: Sendable {
+        /// KMS: JSON errors `{"__type": "…#Code", "message": "…"}`.
+        case json
+        /// STS: XML errors `<Error><Code>…</Code><Message>…</Message></Error>`.
+        case query
+    }
+
+    struct Credentials: Sendable {
+        var get: @Sendable () async throws(AWSError) -> AWSCredentials
+        var invalidate: @Sendable () async -> Void
+    }
+
+    let http: HTTPClient
+    let timeoutMilliseconds: Int
+    let maxRetries: Int
+    let logger: Logger
+    static let backoffBaseMilliseconds = 100
+    static let backoffCapMilliseconds = 5_000
+
+    init(http: HTTPClient, timeoutMilliseconds: Int, maxRetries: Int, logger: Logger) {
+        self.http = http
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxRetries = maxRetries
+        self.logger = logger
+    }
+
+    /// Returns the body of a 2xx answer.
+    func send(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
+              headers extraHeaders: [(String, String)], body: [UInt8], credentials: Credentials?,
+              maxRetries overrideRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
+        let retries = overrideRetries ?? maxRetries
+        var attempt = 0
+        var refreshedOnce = false
+        while true {
+            do throws(AWSError) {
+                return try await attemptOnce(operation: operation, endpoint: endpoint, signer: signer, protocol: kind,
+                                             headers: extraHeaders, body: body, credentials: credentials)
+            } catch {
+                if let code = error.code, AWSError.expiredCredentialCodes.contains(code), let credentials, !refreshedOnce {
+                    refreshedOnce = true
+                    logger.notice("AWS \(operation): \(code); refreshing the credentials and trying again")
+                    await credentials.invalidate()
+                    continue
+                }
+                guard error.isRetryable, attempt < retries else { throw error }
+                attempt += 1
+                let ceiling = min(Self.backoffCapMilliseconds, Self.backoffBaseMilliseconds << min(attempt, 16))
+                let pause = Int.random(in: 0...ceiling)
+                logger.warning("AWS \(error.description); retry \(attempt) of \(retries) in \(pause) ms")
+                try? await Task.sleep(for: .milliseconds(pause))
+            }
+        }
+    }
+
+    private func attemptOnce(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
+                             headers extraHeaders: [(String, String)], body: [UInt8],
+                             credentials: Credentials?) async throws(AWSError) -> ResponseBody {
+        var headers: [(String, String)] = [("Host", endpoint.host)] + extraHeaders
+        if let signer, let credentials {
+            let current = try await credentials.get()
+            headers = signer.sign(method: "POST", path: endpoint.path, headers: headers, body: body,
+                                  credentials: current, time: unixNow()).headers
+        }
+        let response: HTTPResponse
+        do {
+            response = try await http.send(HTTPRequest(method: "POST", url: endpoint.url, headers: headers, body: body,
+                                                       timeoutMilliseconds: timeoutMilliseconds))
+        } catch {
+            throw AWSError(.transport, operation: operation, message: "\(endpoint.host): \(error.message)")
+        }
+        guard (200..<300).contains(response.status) else {
+            throw Self.serviceError(operation: operation, response: response, protocol: kind)
+        }
+        return response.body
+    }
+
+    static func serviceError(operation: String, response: HTTPResponse, protocol kind: ErrorFormat) -> AWSError {
+        var code: String?
+        var message: String?
+        // Some front ends (and moto's auth layer) answer a JSON-protocol call with an XML error.
+        let looksLikeXML = response.body.withBytes { bytes in bytes.first(where: { $0 > 0x20 }) == UInt8(ascii: "<") }
+        switch looksLikeXML ? .query : kind {
+        case .json:
+            response.body.withBytes { bytes in
+                guard let reader = try? JSONReader(bytes: bytes) else { return }
+                code = reader.string(reader.member("__type")) ?? reader.string(reader.member("code")) ?? reader.string(reader.member("Code"))
+                message = reader.string(reader.member("message")) ?? reader.string(reader.member("Message"))
+            }
+            // "com.amazonaws.kms#NotFoundException" or "NotFoundException:http://…"
+            if let raw = code {
+                var short = Substring(raw)
+                if let hash = short.lastIndex(of: "#") { short = short[short.index(after: hash)...] }
+                if let colon = short.firstIndex(of: ":") { short = short[..<colon] }
+                code = String(short)
+            }
+        case .query:
+            response.body.withBytes { bytes in
+                code = XMLText.first("Code", in: bytes)
+                message = XMLText.first("Message", in: bytes)
+            }
+        }
+        let fallback = response.status == 429 ? "Throttling" : (response.status >= 500 ? "ServiceUnavailable" : "HTTP\(response.status)")
+        let text = message.map { Self.oneLine($0) } ?? Self.oneLine(String(response.body.text.prefix(200)))
+        return AWSError(.service(code: code ?? fallback), operation: operation, status: response.status,
+                        message: text.isEmpty ? "(no message)" : text)
+    }
+
+    static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).joined(separator: " ").trimmingCharacters(in: [" ", "\t"])
+    }
+}
+
+/// Text of XML elements in the small documents STS and IMDS return. Not a general XML parser:
+/// finds `<Name>text</Name>` and decodes the five predefined entities.
+enum XMLText {
+    static func range(_ name: String, in bytes: UnsafeRawBufferPointer, from start: Int = 0) -> Range<Int>? {
+        let open = Array("<\(name)>".utf8), close = Array("</\(name)>".utf8)
+        guard let openAt = find(open, in: bytes, from: start) else { return nil }
+        let contentStart = openAt + open.count
+        guard let closeAt = find(close, in: bytes, from: contentStart) else { return nil }
+        return contentStart..<closeAt
+    }
+
+    static func first(_ name: String, in bytes: UnsafeRawBufferPointer) -> String? {
+        guard let range = range(name, in: bytes) else { return nil }
+        return decode(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
+    }
+
+    static func decode(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        return text.replacing("&lt;", with: "<").replacing("&gt;", with: ">").replacing("&quot;", with: "\"")
+            .replacing("&apos;", with: "'").replacing("&amp;", with: "&")
+    }
+
+    static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard needle.count <= bytes.count, start <= bytes.count - needle.count else { return nil }
+        var index = start
+        while index <= bytes.count - needle.count {
+            var match = true
+            for offset in 0..<needle.count where bytes[index + offset] != needle[offset] {
+                match = false
+                break
+            }
+            if match { return index }
+            index += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,104 @@
+import SecureMemory
+
+/// The KMS JSON API (`POST /`, `X-Amz-Target: TrentService.<Op>`, `application/x-amz-json-1.1`),
+/// the four operations keybroker uses.
+struct KMSClient: Sendable {
+    let requester: AWSRequester
+    let endpoint: Endpoint
+    let region: String
+    let credentials: AWSRequester.Credentials
+
+    struct KeyDescription: Sendable {
+        var arn: String
+        var state: String
+        /// nil when KMS leaves it out (only ENCRYPT_DECRYPT keys existed before it was added).
+        var usage: String?
+        var spec: String
+    }
+
+    /// Headers and body of a KMS request, before signing. Public through `KMSRequest` for the
+    /// signature tests, which sign exactly what the client sends.
+    static func request(operation: String, members: [(String, String)], endpoint: Endpoint) -> (headers: [(String, String)], body: [UInt8]) {
+        ([("Host", endpoint.host), ("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "TrentService.\(operation)")],
+         JSONWriter.object(members))
+    }
+
+    private func call(_ operation: String, _ members: [(String, String)], maxRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
+        let (headers, body) = Self.request(operation: operation, members: members, endpoint: endpoint)
+        return try await requester.send(operation: "KMS \(operation)", endpoint: endpoint, signer: SigV4Signer(region: region, service: "kms"),
+                                        protocol: .json, headers: Array(headers.dropFirst()), body: body, credentials: credentials,
+                                        maxRetries: maxRetries)
+    }
+
+    private static func reader<T>(_ body: ResponseBody, _ operation: String,
+                                  _ read: (JSONReader) throws(AWSError) -> T) throws(AWSError) -> T {
+        try body.withBytes { (bytes) throws(AWSError) -> T in
+            let reader: JSONReader
+            do throws(JSONReader.Failure) { reader = try JSONReader(bytes: bytes) } catch {
+                throw AWSError(.malformed, operation: "KMS \(operation)", message: error.description)
+            }
+            return try read(reader)
+        }
+    }
+
+    func generateDataKeyWithoutPlaintext(keyID: String, length: Int) async throws(AWSError) -> [UInt8] {
+        let spec: (String, String) = switch length {
+        case 16: ("KeySpec", "AES_128")
+        case 32: ("KeySpec", "AES_256")
+        default: ("NumberOfBytes", String(length))
+        }
+        let body = try await call("GenerateDataKeyWithoutPlaintext", [("KeyId", keyID), spec])
+        return try Self.reader(body, "GenerateDataKeyWithoutPlaintext") { (reader) throws(AWSError) -> [UInt8] in
+            guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
+                throw AWSError(.malformed, operation: "KMS GenerateDataKeyWithoutPlaintext", message: "no CiphertextBlob in the answer")
+            }
+            return blob
+        }
+    }
+
+    /// The plaintext goes from the response buffer straight into locked memory.
+    func decrypt(_ blob: [UInt8]) async throws(AWSError) -> SecureBytes {
+        let body = try await call("Decrypt", [("CiphertextBlob", Base64.encode(blob))])
+        return try Self.reader(body, "Decrypt") { (reader) throws(AWSError) -> SecureBytes in
+            guard let plaintext = reader.base64Secret(reader.member("Plaintext")) else {
+                throw AWSError(.malformed, operation: "KMS Decrypt", message: "no Plaintext in the answer")
+            }
+            return plaintext
+        }
+    }
+
+    func reEncrypt(_ blob: [UInt8], to destination: String) async throws(AWSError) -> (blob: [UInt8], keyID: String?) {
+        let body = try await call("ReEncrypt", [("CiphertextBlob", Base64.encode(blob)), ("DestinationKeyId", destination)])
+        return try Self.reader(body, "ReEncrypt") { (reader) throws(AWSError) -> ([UInt8], String?) in
+            guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
+                throw AWSError(.malformed, operation: "KMS ReEncrypt", message: "no CiphertextBlob in the answer")
+            }
+            return (blob, reader.string(reader.member("KeyId")))
+        }
+    }
+
+    func describeKey(_ keyID: String) async throws(AWSError) -> KeyDescription {
+        let body = try await call("DescribeKey", [("KeyId", keyID)], maxRetries: 1)
+        return try Self.reader(body, "DescribeKey") { (reader) throws(AWSError) -> KeyDescription in
+            guard let metadata = reader.member("KeyMetadata") else {
+                throw AWSError(.malformed, operation: "KMS DescribeKey", message: "no KeyMetadata in the answer")
+            }
+            return KeyDescription(
+                arn: reader.string(reader.member("Arn", of: metadata)) ?? keyID,
+                state: reader.string(reader.member("KeyState", of: metadata)) ?? "unknown",
+                usage: reader.string(reader.member("KeyUsage", of: metadata)),
+                spec: reader.string(reader.member("KeySpec", of: metadata)) ?? reader.string(reader.member("CustomerMasterKeySpec", of: metadata)) ?? "unknown")
+        }
+    }
+}
+
+/// What the KMS client would send, for tests that compare its signature with another signer's.
+public enum KMSRequest {
+    public static func signed(operation: String, members: [(String, String)], endpoint: Endpoint, region: String,
+                              credentials: AWSCredentials, time: Int64) -> (body: [UInt8], signed: SigV4Signer.Signed) {
+        let (headers, body) = KMSClient.request(operation: operation, members: members, endpoint: endpoint)
+        let signed = SigV4Signer(region: region, service: "kms").sign(method: "POST", path: endpoint.path, headers: headers, body: body,
+                                                                     credentials: credentials, time: time)
+        return (body, signed)
+    }
+}

@@ -1,0 +1,217 @@
+import ArgumentParser
+import BrokerConfiguration
+import BrokerProtocol
+import CKeybrokerCrypto
+import Foundation
+import Glibc
+import KeyStore
+import KMS
+
+/// Sends one ADMIN command (protocol extension 0x06) and returns its JSON answer.
+func adminCommand(_ options: GlobalOptions, _ command: String, timeoutSeconds: Int) throws(CommandError) -> [String: Any] {
+    var connection = try options.connect(timeoutSeconds: timeoutSeconds)
+    defer { connection.close() }
+    guard case let .admin(json) = try connection.call(.admin(command: command)),
+          let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+    else { throw CommandError("the broker's answer to \"\(command.split(separator: " ").first ?? "")\" is not a JSON object") }
+    return object
+}
+
+struct Rewrap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-encrypt every stored data key of an instance under another master key (KMS ReEncrypt).",
+        discussion: "Each key file is replaced atomically, only after the new blob has been decrypted and compared with the key it must hold. Then set master_key_id to the new key in the configuration.")
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .customLong("to"), help: ArgumentHelp("The new master key: key id, ARN, alias/NAME or alias ARN.", valueName: "key"))
+    var target: String
+
+    func validate() throws {
+        if target.isEmpty || target.contains(where: { $0.isWhitespace }) { throw ValidationError("--to must be a key id, ARN or alias without spaces") }
+    }
+
+    func run() throws {
+        let answer = try adminCommand(options, "rewrap \(target)", timeoutSeconds: 3600)
+        let failed = answer["failed"] as? [[String: Any]] ?? []
+        print("rewrapped \(answer["rewrapped"] ?? 0) key versions of instance \"\(options.instance)\" under \(target)")
+        for failure in failed {
+            print("key \(failure["id"] ?? "?") version \(failure["version"] ?? "?"): FAILED: \(failure["error"] ?? "?")")
+        }
+        if !failed.isEmpty {
+            throw CommandError("\(failed.count) key versions were not rewrapped (their old files are kept); fix the cause and run rewrap again")
+        }
+        print("now set master_key_id = \"\(target)\" in [instances.\(options.instance)] so new keys use it too, and restart keybrokerd")
+    }
+}
+
+struct Unlock: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Two-factor start: unlock an instance with a one-time code from its MFA device.")
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .customLong("token-code"), help: ArgumentHelp("The 6-digit code.", valueName: "NNNNNN")) var tokenCode: String
+
+    func validate() throws {
+        guard tokenCode.count == 6, tokenCode.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw ValidationError("--token-code must be the 6 digits the MFA device shows")
+        }
+    }
+
+    func run() throws {
+        let answer = try adminCommand(options, "unlock \(tokenCode)", timeoutSeconds: 60)
+        print(answer["message"] as? String ?? "unlocked")
+    }
+}
+
+/// The instance's key directory and file prefix, from the configuration.
+struct InstanceFiles {
+    let config: BrokerConfig
+    let instance: InstanceConfig
+    let directory: KeyFileDirectory
+
+    init(_ options: GlobalOptions) throws(CommandError) {
+        do {
+            config = try BrokerConfig.load(path: options.config)
+        } catch {
+            throw CommandError(error.description)
+        }
+        guard let instance = config.instance(named: options.instance) else {
+            throw CommandError("\(options.config) has no instance \"\(options.instance)\"; name one with --instance NAME")
+        }
+        self.instance = instance
+        let prefix: String
+        switch instance.provider {
+        case .aws: prefix = "aws-kms-key"
+        case .local: prefix = "local-key"
+        }
+        directory = KeyFileDirectory(path: "\(config.stateDirectory)/\(instance.name)", prefix: prefix)
+    }
+}
+
+/// Copies one version between directories: never replaces a different file. Returns what happened.
+enum CopyOutcome { case copied, identical, conflict }
+
+func copyVersion(_ ref: KeyRef, from source: KeyFileDirectory, to target: KeyFileDirectory,
+                 owner: (uid: uid_t, gid: gid_t)?) throws(CommandError) -> CopyOutcome {
+    let bytes: [UInt8]
+    do { bytes = try source.read(ref) } catch { throw CommandError(error.description) }
+    if target.exists(ref) {
+        let existing: [UInt8]
+        do { existing = try target.read(ref) } catch { throw CommandError(error.description) }
+        return existing == bytes ? .identical : .conflict
+    }
+    do {
+        try target.writeNew(ref, bytes: bytes, owner: owner)
+    } catch {
+        if error.errno == EEXIST { return .conflict }
+        throw CommandError(error.description)
+    }
+    return .copied
+}
+
+/// Owner of a directory, to give copied files when running as root.
+func directoryOwner(_ path: String) -> (uid: uid_t, gid: gid_t)? {
+    var info = stat()
+    guard getuid() == 0, stat(path, &info) == 0 else { return nil }
+    return (info.st_uid, info.st_gid)
+}
+
+func prepareDirectory(_ path: String, owner: (uid: uid_t, gid: gid_t)?) throws(CommandError) {
+    if mkdir(path, 0o700) == 0 {
+        if let owner { _ = chown(path, owner.uid, owner.gid) }
+    } else if errno != EEXIST {
+        throw CommandError("cannot create \(path): \(String(cString: strerror(errno)))")
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Copy aws_key_management key files (aws-kms-key.ID.VERSION) into an instance and have the broker load them.",
+        discussion: "DIR is a MariaDB datadir or aws_key_management_keyfile_dir. Files are written atomically with the daemon's owner and mode; an existing different file is never overwritten.")
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .customLong("from"), help: ArgumentHelp("Directory holding aws-kms-key.* files.", valueName: "dir")) var from: String
+
+    func run() throws {
+        let files = try InstanceFiles(options)
+        guard case .aws = files.instance.provider else {
+            throw CommandError("instance \"\(options.instance)\" uses provider local; aws_key_management files can only be imported into an instance with provider = \"aws\"")
+        }
+        let source = KeyFileDirectory(path: from, prefix: files.directory.prefix)
+        let found: [UInt32: [UInt32]]
+        do { found = try source.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
+        let refs = found.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }.sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        guard !refs.isEmpty else { throw CommandError("\(from) holds no aws-kms-key.ID.VERSION files") }
+        let owner = directoryOwner(files.config.stateDirectory)
+        try prepareDirectory(files.config.stateDirectory, owner: owner)
+        try prepareDirectory(files.directory.path, owner: owner)
+        var problems = 0
+        var present: [KeyRef] = []
+        for ref in refs {
+            let name = "\(files.directory.prefix).\(ref.keyID).\(ref.version)"
+            switch try copyVersion(ref, from: source, to: files.directory, owner: directoryOwner(files.directory.path)) {
+            case .copied:
+                print("\(name): imported")
+                present.append(ref)
+            case .identical:
+                print("\(name): already present (identical)")
+                present.append(ref)
+            case .conflict:
+                print("\(name): CONFLICT: \(files.directory.filePath(ref)) exists with different contents; left as it is")
+                problems += 1
+            }
+        }
+        var connection: BrokerConnection
+        do {
+            connection = try options.connect()
+        } catch {
+            print("the broker is not reachable (\(error.description)); it loads the imported keys when it starts")
+            if problems > 0 { throw CommandError("\(problems) of \(refs.count) files were not imported") }
+            return
+        }
+        defer { connection.close() }
+        for ref in present {
+            do {
+                guard case var .getKey(key) = try connection.call(.getKey(keyID: ref.keyID, version: ref.version)) else {
+                    throw CommandError("unexpected answer to GET_KEY")
+                }
+                print("key \(ref.keyID) version \(ref.version): loaded (\(key.count * 8) bits, fingerprint \(fingerprint(key)))")
+                key.withUnsafeMutableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+            } catch {
+                print("key \(ref.keyID) version \(ref.version): FAILED to load: \(error)")
+                problems += 1
+            }
+        }
+        if problems > 0 { throw CommandError("\(problems) of \(refs.count) key files were not imported or did not load") }
+        print("imported \(refs.count) key files into instance \"\(options.instance)\"")
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Copy an instance's key files to a directory (a backup, or a datadir for aws_key_management).",
+        discussion: "Files are written atomically; an existing different file is never overwritten.")
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .customLong("to"), help: ArgumentHelp("Target directory (created if missing).", valueName: "dir")) var target: String
+
+    func run() throws {
+        let files = try InstanceFiles(options)
+        let found: [UInt32: [UInt32]]
+        do { found = try files.directory.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
+        let refs = found.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }.sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        guard !refs.isEmpty else { throw CommandError("instance \"\(options.instance)\" has no key files in \(files.directory.path)") }
+        try prepareDirectory(target, owner: nil)
+        let destination = KeyFileDirectory(path: target, prefix: files.directory.prefix)
+        var conflicts = 0
+        for ref in refs {
+            let name = "\(files.directory.prefix).\(ref.keyID).\(ref.version)"
+            switch try copyVersion(ref, from: files.directory, to: destination, owner: directoryOwner(target)) {
+            case .copied: print("\(name): exported")
+            case .identical: print("\(name): already present (identical)")
+            case .conflict:
+                print("\(name): CONFLICT: \(destination.filePath(ref)) exists with different contents; left as it is")
+                conflicts += 1
+            }
+        }
+        if conflicts > 0 { throw CommandError("\(conflicts) of \(refs.count) files were not exported") }
+        print("exported \(refs.count) key files of instance \"\(options.instance)\" to \(target)")
+    }
+}
