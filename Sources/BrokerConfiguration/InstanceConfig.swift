@@ -146,12 +146,16 @@ public struct InstanceConfig: Sendable {
             case let .credential(credential):
                 key = "instances.\(name).master_key_credential"
                 guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
-                    throw ConfigError(file: configFile, key: key, "CREDENTIALS_DIRECTORY is not set; run keybrokerd from systemd with LoadCredential=\(credential):/etc/keybroker/master.key, or use master_key_file")
+                    throw ConfigError(file: configFile, key: key, "CREDENTIALS_DIRECTORY is not set; run keybrokerd from keybroker.service (LoadCredential=\(credential):keybroker.\(credential), the key in /etc/credstore/keybroker.\(credential)), or use master_key_file")
                 }
                 path = "\(directory)/\(credential)"
             }
             do {
-                return LocalProvider(masterKey: try MasterKeyFile.read(path: path), instance: name)
+                // systemd hands credentials over in a directory only this service can read, and may
+                // grant access through ACLs that show up as group bits: the mode check is for files
+                // an admin manages.
+                let fromCredentials = if case .credential = source { true } else { false }
+                return LocalProvider(masterKey: try MasterKeyFile.read(path: path, requirePrivateMode: !fromCredentials), instance: name)
             } catch {
                 throw ConfigError(file: configFile, key: key, error.description)
             }

@@ -80,7 +80,7 @@ struct Keybrokerd: AsyncParsableCommand {
         let warmUp = WarmUpService(broker: broker, settings: settings)
         let notifier = SystemdNotifier(broker: broker, server: server, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server), .init(service: warmUp, successTerminationBehavior: .ignore),
+            services: [.init(service: server), .init(service: warmUp),
                        .init(service: notifier)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
@@ -164,21 +164,25 @@ struct Keybrokerd: AsyncParsableCommand {
     }
 }
 
-/// Checks each instance's master key, then unwraps every stored key, with bounded concurrency per
-/// instance. An instance with two-factor start does both once it is unlocked.
+/// Unwraps every stored key at start-up, with bounded concurrency per instance, then stays until
+/// shutdown: ServiceGroup treats a service that returns early during a graceful shutdown as a
+/// failure, and a warm-up cut short by SIGTERM is not one.
 struct WarmUpService: Service {
     let broker: BrokerContext
     let settings: BrokerConfig
 
     func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            for instance in settings.instances {
-                guard let store = broker.instances[instance.name] else { continue }
-                group.addTask {
-                    await store.provider.prepare()
-                    await store.warmUp(concurrency: instance.prefetchConcurrency)
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                for instance in settings.instances {
+                    guard let store = broker.instances[instance.name] else { continue }
+                    group.addTask {
+                        await store.provider.prepare()
+                        await store.warmUp(concurrency: instance.prefetchConcurrency)
+                    }
                 }
             }
         }
+        try? await gracefulShutdown()
     }
 }
