@@ -5,12 +5,15 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 SWIFT      ?= swift
 BUILD_DIR  ?= .build
 BIN_DIR    := $(BUILD_DIR)/debug
+# What `make install` and `make bench` use: optimised, with the Swift runtime linked in, so the
+# installed daemon needs nothing from /opt/swift (SELinux would not let a confined daemon load it).
+RELEASE_BIN_DIR ?= $(BUILD_DIR)/release
 PYTEST     ?= python3 -m pytest
 RUN_DIR    := $(CURDIR)/.run
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all deps build swift-build run test test-swift test-integration install uninstall clean
+.PHONY: all deps build swift-build release run test test-swift test-integration install uninstall clean
 
 all: build
 
@@ -19,6 +22,9 @@ deps:
 
 swift-build:
 	$(SWIFT) build --scratch-path $(BUILD_DIR)
+
+release:
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(BUILD_DIR)
 
 # Other parts (the MariaDB plugin, systemd, SELinux, bench) add their prerequisites to these
 # targets from their own mk/*.mk files.
@@ -35,10 +41,10 @@ test-swift:
 test-integration:
 	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(PYTEST) -q -p no:cacheprovider tests
 
-install: build
+install: release
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BIN_DIR)/keybrokerd $(DESTDIR)$(PREFIX)/sbin/keybrokerd
-	install -m 0755 $(BIN_DIR)/keybrokerctl $(DESTDIR)$(PREFIX)/bin/keybrokerctl
+	install -m 0755 $(RELEASE_BIN_DIR)/keybrokerd $(DESTDIR)$(PREFIX)/sbin/keybrokerd
+	install -m 0755 $(RELEASE_BIN_DIR)/keybrokerctl $(DESTDIR)$(PREFIX)/bin/keybrokerctl
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/keybrokerd $(DESTDIR)$(PREFIX)/bin/keybrokerctl

@@ -69,8 +69,8 @@ def verify(b, told):
     with kb.Client(b.socket, timeout=30) as c:
         assert c.hello().status == kb.OK
         items = list(told.items())
-        for start_at in range(0, len(items), 200):
-            chunk = items[start_at:start_at + 200]
+        for start_at in range(0, len(items), 50):  # within max_in_flight_per_connection (64)
+            chunk = items[start_at:start_at + 50]
             c.send(b"".join(kb.get_key(i, k, v) for i, ((k, v), _) in enumerate(chunk)))
             answers = {}
             for _ in chunk:

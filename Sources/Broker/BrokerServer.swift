@@ -76,15 +76,21 @@ public final class BrokerServer: Service {
             }
             logger.info("listening on the socket passed by systemd (fd \(fd))")
         case let .path(path):
+            // Bound under a temporary name, given its mode, then renamed into place: a client never
+            // finds the socket with the process umask's mode, and the name appears only when ready.
+            let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+            let temporary = "\(directory)/.keybrokerd-\(getpid()).sock"
+            unlink(temporary)
             do {
-                serverChannel = try await bootstrap.bind(unixDomainSocketPath: path).get()
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: temporary).get()
             } catch {
                 throw Failure(description: "Failed to listen on \(path): \(error)")
             }
-            guard chmod(path, 0o660) == 0 else {
+            guard chmod(temporary, 0o660) == 0, rename(temporary, path) == 0 else {
                 let reason = String(cString: strerror(errno))
                 try? await serverChannel.close()
-                throw Failure(description: "Failed to set mode 0660 on \(path): \(reason)")
+                unlink(temporary)
+                throw Failure(description: "Failed to put the socket in place at \(path) with mode 0660: \(reason)")
             }
             logger.info("listening on \(path)")
         }

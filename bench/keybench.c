@@ -1,0 +1,360 @@
+/*
+ * keybench: the C half of `make bench` (bench/run.py drives it).
+ *
+ *   keybench lookups PLUGIN_SO BROKER_SOCKET KEYS REPS MILLISECONDS THREADS...
+ *
+ *     Loads the real keybroker_key_management.so with dlopen, as mariadbd does (service pointers,
+ *     system variables, init against a running broker), caches KEYS key ids (1..KEYS, a power of
+ *     two), copies the same keys into the mutex baseline and the lock-free null table
+ *     (mutex_key_table.c), then REPS times, for each thread count, each lookup and each of the
+ *     three (in rotating order) calls the lookup from that many threads for MILLISECONDS. Every
+ *     answer is checked. Prints one JSON object.
+ *
+ *   keybench roundtrip plugin|raw SOCKET MILLISECONDS
+ *
+ *     One connection, then LATEST_KEY and GET_KEY of key 1 in turn, one at a time, for
+ *     MILLISECONDS. `plugin` goes through the plugin's own client (broker_client.c, compiled in
+ *     unchanged: the code a cache miss runs); `raw` is the floor, a blocking write and read.
+ *     Prints one JSON object with the mean and percentiles of a round trip.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mysql/plugin_encryption.h>
+
+#include "broker_client.h"
+#include "mutex_key_table.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *format, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    fputs("keybench: ", stderr);
+    vfprintf(stderr, format, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+/* ---- the plugin, loaded as the server loads it (after tests/plugin_harness.c) ---------------- */
+
+struct sysvar_str { MYSQL_PLUGIN_VAR_HEADER; char **value; const char *def_val; };
+struct sysvar_uint { MYSQL_PLUGIN_VAR_HEADER; unsigned *value; unsigned def_val, min, max, blk; };
+
+static void print_error(unsigned nr, const char *format, unsigned long flags, ...) {
+    va_list ap;
+    (void)nr; (void)flags;
+    va_start(ap, flags);
+    vfprintf(stderr, format, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static struct {
+    void (*my_error_func)(unsigned, unsigned long, ...);
+    void (*my_printf_error_func)(unsigned, const char *, unsigned long, ...);
+    void (*my_printv_error_func)(unsigned, const char *, unsigned long, va_list);
+} print_error_service = {NULL, print_error, NULL};
+
+/* Defaults first (value NULL), then one variable by name, through its pointer. */
+static void set_var(struct st_maria_plugin *plugin, const char *name, const char *value) {
+    for (struct st_mysql_sys_var **v = plugin->system_vars; *v; v++) {
+        struct sysvar_str *s = (struct sysvar_str *)*v;
+        switch (s->flags & 0x7f) {
+        case PLUGIN_VAR_STR:
+            if (!value && !*s->value) *s->value = (char *)s->def_val;
+            else if (value && !strcmp(s->name, name)) *s->value = strdup(value);
+            break;
+        case PLUGIN_VAR_INT: {
+            struct sysvar_uint *u = (struct sysvar_uint *)*v;
+            if (!value) *u->value = u->def_val;
+            else if (!strcmp(u->name, name)) *u->value = (unsigned)atoi(value);
+            break;
+        }
+        }
+    }
+}
+
+static struct st_maria_plugin *load_plugin(const char *so, const char *socket_path) {
+    void *handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) die("%s", dlerror());
+    void **service = dlsym(handle, "my_print_error_service");
+    struct st_maria_plugin *plugin = dlsym(handle, "_maria_plugin_declarations_");
+    if (!service || !plugin || plugin->type != MariaDB_ENCRYPTION_PLUGIN) die("%s is not an encryption plugin", so);
+    *service = &print_error_service;
+    set_var(plugin, NULL, NULL);
+    set_var(plugin, "socket", socket_path);
+    if (plugin->init(NULL)) die("plugin init failed");
+    return plugin;
+}
+
+/* ---- lookups ------------------------------------------------------------------------------ */
+
+typedef unsigned (*latest_fn)(unsigned);
+typedef unsigned (*get_key_fn)(unsigned, unsigned, unsigned char *, unsigned *);
+
+struct implementation { const char *name; latest_fn latest; get_key_fn get_key; };
+
+#define MAX_KEYS 1024
+static unsigned keys_mask;
+static unsigned versions[MAX_KEYS + 1];
+static unsigned char key_bytes[MAX_KEYS + 1][32];
+
+static atomic_int go, stop;
+
+struct run {
+    const struct implementation *impl;
+    int get_key;   /* 0: get_latest_key_version, 1: get_key */
+    pthread_t thread;
+    unsigned seed;
+    unsigned long long calls, errors;
+};
+
+static void *lookup_thread(void *arg) {
+    struct run *r = arg;
+    const latest_fn latest = r->impl->latest;
+    const get_key_fn get_key = r->impl->get_key;
+    unsigned long long calls = 0, errors = 0;
+    unsigned i = r->seed;
+    unsigned char buf[32];
+    while (!atomic_load_explicit(&go, memory_order_acquire)) {}
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        if (r->get_key)
+            for (int n = 0; n < 1024; n++, i++) {
+                const unsigned id = 1 + (i & keys_mask);
+                unsigned len = sizeof buf;
+                errors += get_key(id, versions[id], buf, &len) != 0 || buf[0] != key_bytes[id][0];
+            }
+        else
+            for (int n = 0; n < 1024; n++, i++) {
+                const unsigned id = 1 + (i & keys_mask);
+                errors += latest(id) != versions[id];
+            }
+        calls += 1024;
+    }
+    r->calls = calls;
+    r->errors = errors;
+    return NULL;
+}
+
+/* Calls per second from `threads` threads over `ms` milliseconds. */
+static double measure(const struct implementation *impl, int get_key, int threads, int ms, unsigned long long *errors) {
+    struct run runs[64];
+    atomic_store(&go, 0);
+    atomic_store(&stop, 0);
+    for (int t = 0; t < threads; t++) {
+        runs[t] = (struct run){.impl = impl, .get_key = get_key, .seed = (unsigned)t * 7919u};
+        if (pthread_create(&runs[t].thread, NULL, lookup_thread, &runs[t])) die("pthread_create");
+    }
+    usleep(20000);  /* every thread started */
+    const double t0 = now();
+    atomic_store_explicit(&go, 1, memory_order_release);
+    usleep((useconds_t)ms * 1000);
+    atomic_store(&stop, 1);
+    unsigned long long calls = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(runs[t].thread, NULL);
+        calls += runs[t].calls;
+        *errors += runs[t].errors;
+    }
+    return (double)calls / (now() - t0);
+}
+
+static int lookups(int argc, char **argv) {
+    if (argc < 6) die("usage: keybench lookups PLUGIN_SO BROKER_SOCKET KEYS REPS MILLISECONDS THREADS...");
+    const unsigned keys = (unsigned)atoi(argv[2]);
+    const int reps = atoi(argv[3]), ms = atoi(argv[4]);
+    if (keys < 1 || keys > MAX_KEYS || (keys & (keys - 1)) || reps < 1 || ms < 1) die("bad arguments");
+    keys_mask = keys - 1;
+
+    struct st_maria_plugin *plugin = load_plugin(argv[0], argv[1]);
+    struct st_mariadb_encryption *enc = plugin->info;
+    for (unsigned id = 1; id <= keys; id++) {
+        unsigned len = 32;
+        versions[id] = enc->get_latest_key_version(id);
+        if (versions[id] == ENCRYPTION_KEY_VERSION_INVALID || enc->get_key(id, versions[id], key_bytes[id], &len) || len != 32)
+            die("key %u: no key from the broker", id);
+        if (mutex_key_table_add(id, versions[id], key_bytes[id], len)) die("mutex table full");
+    }
+    const struct implementation impls[3] = {
+        {"mutex_table", mutex_key_table_latest, mutex_key_table_get_key},
+        {"plugin", enc->get_latest_key_version, enc->get_key},
+        {"null", null_key_table_latest, null_key_table_get_key},
+    };
+    static const char *functions[2] = {"get_latest_key_version", "get_key"};
+
+    unsigned long long errors = 0;
+    printf("{\"keys\": %u, \"milliseconds\": %d, \"samples\": [", keys, ms);
+    const char *sep = "";
+    for (int rep = 0; rep < reps; rep++)
+        for (int a = 5; a < argc; a++) {
+            const int threads = atoi(argv[a]);
+            if (threads < 1 || threads > 64) die("threads: 1..64");
+            for (int f = 0; f < 2; f++)
+                for (int k = 0; k < 3; k++) {
+                    const struct implementation *impl = &impls[(k + rep) % 3];  /* rotate who goes first */
+                    const double cps = measure(impl, f, threads, ms, &errors);
+                    printf("%s\n  {\"impl\": \"%s\", \"function\": \"%s\", \"threads\": %d, \"rep\": %d, \"calls_per_second\": %.0f}",
+                           sep, impl->name, functions[f], threads, rep, cps);
+                    sep = ",";
+                    fflush(stdout);
+                }
+        }
+    printf("\n], \"errors\": %llu}\n", errors);
+    plugin->deinit(NULL);
+    return errors ? 1 : 0;
+}
+
+/* ---- round trips -------------------------------------------------------------------------- */
+
+static void quiet(int severity, const char *format, ...) {
+    if (severity < 2) return;
+    va_list ap;
+    va_start(ap, format);
+    vfprintf(stderr, format, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w; n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(int fd, uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        p += r; n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = (uint8_t)v; }
+static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* The floor client: one blocking socket, one write per request, header then payload read. */
+struct raw_client { int fd; uint32_t rid; uint8_t buf[65536]; };
+
+static int raw_call(struct raw_client *c, uint8_t op, const uint8_t *body, size_t n, uint8_t **answer, size_t *length) {
+    uint8_t req[4 + 5 + 300];
+    const uint32_t rid = ++c->rid;
+    put32(req, (uint32_t)(5 + n));
+    req[4] = op;
+    put32(req + 5, rid);
+    memcpy(req + 9, body, n);
+    uint8_t h[4];
+    if (write_all(c->fd, req, 9 + n) || read_all(c->fd, h, 4)) return -1;
+    const uint32_t len = get32(h);
+    if (len < 6 || len > sizeof c->buf || read_all(c->fd, c->buf, len)) return -1;
+    if (c->buf[0] != op || get32(c->buf + 1) != rid || c->buf[5] != 0) return -1;
+    *answer = c->buf + 6;
+    *length = len - 6;
+    return 0;
+}
+
+static int raw_connect(struct raw_client *c, const char *path) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof addr)) return -1;
+    static const uint8_t hello[] = {0, 1, 0, 7, 'd', 'e', 'f', 'a', 'u', 'l', 't', 0, 8, 'k', 'e', 'y', 'b', 'e', 'n', 'c', 'h'};
+    uint8_t *answer;
+    size_t length;
+    return raw_call(c, 1, hello, sizeof hello, &answer, &length);
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int roundtrip(int argc, char **argv) {
+    if (argc != 3) die("usage: keybench roundtrip plugin|raw SOCKET MILLISECONDS");
+    const int plugin = !strcmp(argv[0], "plugin");
+    if (!plugin && strcmp(argv[0], "raw")) die("client: plugin or raw");
+    const char *path = argv[1];
+    const double seconds = atoi(argv[2]) / 1000.0;
+
+    static struct broker_counters counters;
+    struct broker_client *client = NULL;
+    struct broker_error err;
+    struct raw_client *raw = NULL;
+    unsigned version = 0;
+    unsigned char key[32];
+    if (plugin) {
+        client = broker_client_new(path, "default", "keybench", &counters, quiet);
+        unsigned len = sizeof key;
+        if (!client || broker_connect(client, broker_now_ms() + 5000, 0, &err) ||
+            broker_latest_key(client, 1, broker_now_ms() + 5000, 0, &version, key, &len, &err))
+            die("cannot reach %s through broker_client", path);
+    } else {
+        raw = calloc(1, sizeof *raw);
+        if (!raw || raw_connect(raw, path)) die("cannot reach %s", path);
+        version = 1;
+    }
+
+    size_t cap = 1 << 20, n = 0;
+    double *samples = malloc(cap * sizeof *samples);
+    if (!samples) die("out of memory");
+    const double start = now();
+    double t = start;
+    unsigned long long errors = 0;
+    while (t - start < seconds && n < cap) {
+        const int get = n & 1;
+        int rc;
+        if (plugin) {
+            unsigned len = sizeof key, v;
+            rc = get ? broker_get_key(client, 1, version, broker_now_ms() + 5000, 0, key, &len, &err)
+                     : broker_latest_key(client, 1, broker_now_ms() + 5000, 0, &v, key, &len, &err);
+        } else {
+            uint8_t body[8], *answer;
+            size_t length;
+            put32(body, 1);
+            put32(body + 4, version);
+            rc = raw_call(raw, get ? 3 : 2, body, get ? 8 : 4, &answer, &length);
+        }
+        errors += rc != 0;
+        const double t1 = now();
+        samples[n++] = t1 - t;
+        t = t1;
+    }
+    const double total = t - start;
+    qsort(samples, n, sizeof *samples, compare_double);
+    printf("{\"client\": \"%s\", \"round_trips\": %zu, \"errors\": %llu, \"mean_us\": %.2f, \"p50_us\": %.2f, \"p99_us\": %.2f}\n",
+           argv[0], n, errors, total / (double)n * 1e6, samples[n / 2] * 1e6, samples[n * 99 / 100] * 1e6);
+    if (client) broker_client_free(client);
+    return errors ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "lookups")) return lookups(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "roundtrip")) return roundtrip(argc - 2, argv + 2);
+    fprintf(stderr, "usage: keybench lookups PLUGIN_SO BROKER_SOCKET KEYS REPS MILLISECONDS THREADS...\n"
+                    "       keybench roundtrip plugin|raw SOCKET MILLISECONDS\n");
+    return 2;
+}

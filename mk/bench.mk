@@ -1,0 +1,36 @@
+# `make bench`: keybroker measured against its baselines in one run (bench/README.md). Uses the
+# optimised daemon (`release`) and the plugin as installed (`plugin`); the C tools build here.
+
+BENCH_SRC_DIR   := bench
+# Spelled out: mk/plugin.mk, which names it too, is read after this file.
+BENCH_PLUGIN_SRC := Sources/keybroker_key_management
+BENCH_BUILD_DIR := build/bench
+BENCH_CC        ?= cc
+# The plugin's own optimisation level, so its client code runs as it does inside mariadbd.
+BENCH_CFLAGS    ?= -O2 -g
+BENCH_CFLAGS    += -std=c11 -Wall -Wextra -Werror -pthread
+BENCH_TOOLS     := $(addprefix $(BENCH_BUILD_DIR)/,kbload floor_server keybench)
+BENCH_ARGS      ?=
+
+.PHONY: bench bench-tools
+
+bench: release plugin bench-tools
+	python3 $(BENCH_SRC_DIR)/run.py --bin-dir $(RELEASE_BIN_DIR) --plugin $(PLUGIN_SO) \
+	  --tools $(BENCH_BUILD_DIR) $(BENCH_ARGS)
+
+bench-tools: $(BENCH_TOOLS)
+
+$(BENCH_BUILD_DIR)/kbload: $(BENCH_SRC_DIR)/kbload.c mk/bench.mk
+	@mkdir -p $(BENCH_BUILD_DIR)
+	$(BENCH_CC) $(BENCH_CFLAGS) $< -o $@
+
+$(BENCH_BUILD_DIR)/floor_server: $(BENCH_SRC_DIR)/floor_server.c mk/bench.mk
+	@mkdir -p $(BENCH_BUILD_DIR)
+	$(BENCH_CC) $(BENCH_CFLAGS) $< -o $@
+
+# broker_client.c is compiled in unchanged: the round-trip row runs the plugin's real client code.
+$(BENCH_BUILD_DIR)/keybench: $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/mutex_key_table.c \
+    $(BENCH_SRC_DIR)/mutex_key_table.h $(BENCH_PLUGIN_SRC)/broker_client.c $(BENCH_PLUGIN_SRC)/broker_client.h mk/bench.mk
+	@mkdir -p $(BENCH_BUILD_DIR)
+	$(BENCH_CC) $(BENCH_CFLAGS) -fno-strict-aliasing -I$(MARIADB_INCLUDE) -I$(BENCH_PLUGIN_SRC) -DMYSQL_DYNAMIC_PLUGIN \
+	  $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/mutex_key_table.c $(BENCH_PLUGIN_SRC)/broker_client.c -o $@ -ldl
