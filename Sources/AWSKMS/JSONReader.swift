@@ -1,3 +1,4 @@
+import KMS
 import SecureMemory
 
 /// A small JSON reader for the responses of KMS, STS-less credential endpoints and
@@ -297,23 +298,7 @@ struct JSONReader {
 
 /// JSON text for request bodies.
 enum JSONWriter {
-    static func quoted(_ string: String) -> String {
-        var out = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quoted(_ string: String) -> String { JSONText.quoted(string) }
 
     /// `{"a":"b",...}` from string members, in the order given.
     static func object(_ members: [(String, String)]) -> [UInt8] {
