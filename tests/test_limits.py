@@ -72,9 +72,12 @@ def test_a_thousand_idle_connections_do_not_stop_a_new_client(broker):
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     idle = []
     try:
-        for _ in range(1000):
+        for n in range(1000):
             c = kb.Client(broker.socket)
-            c.hello()
+            try:
+                assert c.hello().status == kb.OK
+            except (ConnectionError, AssertionError) as e:
+                raise AssertionError(f"connection {n}: {e!r}; broker log:\n{broker.log_text()[-1500:]}")
             idle.append(c)
         assert served(broker)
         with kb.Client(broker.socket) as c:
@@ -89,6 +92,7 @@ def test_a_thousand_idle_connections_do_not_stop_a_new_client(broker):
 def test_max_connections_refuses_the_excess_and_recovers(workdir):
     b = Broker(workdir / "maxconn", extra={"max_connections": 5})
     b.start()
+    time.sleep(0.3)  # the readiness probe's connection is counted until the broker sees it close
     try:
         held = [kb.Client(b.socket) for _ in range(5)]
         for c in held:
@@ -114,3 +118,39 @@ def test_idle_timeout_when_configured(workdir):
         assert "idle_timeout_ms" in b.log_text()
     finally:
         b.stop()
+
+
+def test_stall_right_after_the_length_prefix_is_disconnected(broker):
+    c = kb.Client(broker.socket, timeout=5)
+    c.hello()
+    c.send(b"\x00\x00\x00\x09")  # a whole length prefix, then nothing
+    start = time.time()
+    assert c.closed_by_peer()
+    assert time.time() - start < 4
+
+
+def test_a_client_that_never_reads_its_answers_does_not_grow_the_broker(broker):
+    def rss():
+        return int([l for l in open(f"/proc/{broker.proc.pid}/status") if l.startswith("VmRSS")][0].split()[1])
+
+    with kb.Client(broker.socket) as warm:
+        warm.hello()
+        warm.latest(1)
+    before = rss()
+    greedy = kb.Client(broker.socket, timeout=0.5)
+    greedy.hello()
+    batch = b"".join(kb.latest_key(10 + i, 1) for i in range(1000))
+    sent = 0
+    deadline = time.time() + 3
+    try:
+        while time.time() < deadline:
+            greedy.sock.sendall(batch)
+            sent += 1000
+    except (socket.timeout, OSError):
+        pass  # the broker stopped reading: the kernel buffers are full
+    grown = rss() - before
+    assert served(broker), "other clients are served meanwhile"
+    greedy.close()
+    # each unread answer would hold 48 bytes (and a key) in the broker's heap without backpressure
+    assert grown < 16 * 1024, f"RSS grew {grown} kB after {sent} unread requests"
+    assert sent < 1_000_000, "the broker kept reading although nobody read its answers"

@@ -335,12 +335,13 @@ struct InstanceMetadataClient: Sendable {
         return base
     }
 
+    /// Seconds from the environment, clamped to 1...60 so a typo cannot overflow or hang start-up.
     private var metadataTimeoutMilliseconds: Int {
-        (environment["AWS_METADATA_SERVICE_TIMEOUT"].flatMap { Int($0) } ?? 1) * 1000
+        min(max(environment["AWS_METADATA_SERVICE_TIMEOUT"].flatMap { Int($0) } ?? 1, 1), 60) * 1000
     }
 
     private var metadataAttempts: Int {
-        environment["AWS_METADATA_SERVICE_NUM_ATTEMPTS"].flatMap { Int($0) } ?? 1
+        min(max(environment["AWS_METADATA_SERVICE_NUM_ATTEMPTS"].flatMap { Int($0) } ?? 1, 1), 10)
     }
 
     /// An IMDSv2 session token; nil when no metadata service answers (not on EC2).

@@ -102,7 +102,8 @@ public final class BrokerServer: Service {
 
         logger.info("shutting down: no new connections; waiting for \(broker.requestsInFlight) requests in flight")
         try? await serverChannel.close()
-        let deadline = ContinuousClock.now + .seconds(10)
+        // Long enough for a KMS call with its retries; the process exits right after.
+        let deadline = ContinuousClock.now + .seconds(30)
         while broker.requestsInFlight > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }

@@ -90,6 +90,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// A client that pipelines requests but does not read its answers would make cached answers
+    /// pile up in memory: stop reading from it until the socket drains.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        try? context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
         if needsFlush {
             needsFlush = false
@@ -118,10 +125,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             lastFrameAt = .now()
             handle(frame, context: context)
         }
-        if buffer.readableBytes > 0, !decoder.isBroken, !closing {
+        if buffer.readableBytes > 0 || decoder.isMidFrame, !decoder.isBroken, !closing {
             if partialFrameSince == nil { partialFrameSince = .now() }
-            if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
-            inbound = buffer
+            if buffer.readableBytes > 0 {
+                if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
+                inbound = buffer
+            }
         } else {
             partialFrameSince = nil
         }
@@ -203,6 +212,13 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
         case let .rotate(keyID):
             let store = session.store
+            // count:u32 + 8 bytes per key must fit one frame after the 6-byte header
+            let maximumRotated = (ProtocolConstants.maximumFrameLength - ProtocolConstants.responseHeaderLength - 4) / 8
+            if keyID == ProtocolConstants.allKeys, case let keys = store.summary().keyIDs, keys > maximumRotated {
+                fail(context: context, op: op, requestID: id, status: .badRequest,
+                     message: "instance \"\(store.name)\" has \(keys) keys and one ROTATE answers for at most \(maximumRotated); rotate them by id", close: false)
+                return
+            }
             answerLater(context: context, op: op, requestID: id) {
                 let rotated = try await store.rotate(keyID: keyID == ProtocolConstants.allKeys ? nil : keyID)
                 var buffer = ByteBuffer()
@@ -371,11 +387,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             let buffer = await ConnectionHandler.encodeAnswer(op: op, requestID: requestID, broker: broker, answer)
             let written = channel.eventLoop.makePromise(of: Void.self)
             ConnectionHandler.cleanseWhenWritten(written.futureResult, buffer)
-            channel.writeAndFlush(buffer, promise: written)
-            channel.eventLoop.execute {
+            // In flight until the socket has taken the answer, so shutdown waits for it.
+            written.futureResult.whenComplete { _ in
                 loopBound.value.requestFinished()
+                broker.counters.inFlight.subtract(1, ordering: .relaxed)
             }
-            broker.counters.inFlight.subtract(1, ordering: .relaxed)
+            channel.writeAndFlush(buffer, promise: written)
         }
     }
 
@@ -386,7 +403,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     private static func encodeAnswer(op: UInt8, requestID: UInt32, broker: BrokerContext,
                                      _ answer: @Sendable () async throws -> ByteBuffer) async -> ByteBuffer {
         do {
-            return try await answer()
+            let buffer = try await answer()
+            guard buffer.readableBytes - 4 <= ProtocolConstants.maximumFrameLength else {
+                throw KeyStoreError(.internal, "the answer is larger than one frame (\(ProtocolConstants.maximumFrameLength) bytes)")
+            }
+            return buffer
         } catch {
             let failure = error as? KeyStoreError ?? KeyStoreError(.internal, "\(error)")
             broker.counters.errors.add(1, ordering: .relaxed)

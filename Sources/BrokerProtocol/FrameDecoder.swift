@@ -32,6 +32,15 @@ public struct FrameDecoder: Sendable {
         self.maximumFrameLength = maximumFrameLength
     }
 
+    /// True between the first byte of a frame and its last (the length prefix may be consumed
+    /// already while the payload has not arrived).
+    public var isMidFrame: Bool {
+        switch state {
+        case .waitingForHeader, .broken: false
+        case .waitingForFrame, .waitingForRequestHeader: true
+        }
+    }
+
     /// True once a bad length was seen; the connection should be closed.
     public var isBroken: Bool {
         if case .broken = state { return true }

@@ -402,7 +402,9 @@ public final class InstanceKeyStore: Sendable {
                 throw KeyStoreError(.unavailable, error.description)
             }
             state.withLock { state in
+                // sorted: an imported (adopted) version may have arrived meanwhile
                 state.index[keyID, default: []].append(ref.version)
+                state.index[keyID]?.sort()
                 state.keys[ref] = key
             }
             logger.info("generated key \(keyID) version \(ref.version) (\(keyLength * 8) bits)",

@@ -8,35 +8,30 @@ public final class SecureBytes: @unchecked Sendable {
     /// Size of a dedicated allocation, or nil for a pool slot.
     private let dedicatedSize: Int?
 
-    public enum AllocationError: Error, CustomStringConvertible {
-        case outOfMemory(Int)
-        public var description: String {
-            switch self {
-            case let .outOfMemory(count): "cannot allocate \(count) bytes of locked memory"
-            }
-        }
-    }
-
-    /// Allocates `count` bytes and lets `initializer` fill them. If it throws, the memory is zeroed.
-    public init<E: Error>(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) where E: Error {
+    /// Allocates `count` zeroed bytes of locked memory.
+    private init(count: Int) {
         precondition(count >= 0, "negative secret length")
         let pool = LockedMemoryPool.shared
-        let allocation: (UnsafeMutableRawPointer, Int?)
         if count <= LockedMemoryPool.slotSize, let slot = pool.allocateSlot() {
-            allocation = (slot, nil)
+            (pointer, dedicatedSize) = (slot, nil)
         } else if let (pages, size) = pool.allocateLarge(byteCount: max(count, 1)) {
-            allocation = (pages, size)
+            (pointer, dedicatedSize) = (pages, size)
         } else {
             // Out of memory for a few bytes: nothing sensible is left to do.
             fatalError("cannot allocate \(count) bytes of locked memory")
         }
-        self.pointer = allocation.0
-        self.dedicatedSize = allocation.1
         self.count = count
+    }
+
+    /// Allocates `count` bytes and lets `initializer` fill them. If it throws, the bytes are zeroed
+    /// and, the object being fully initialised, released once by `deinit`. (Releasing here too
+    /// would put the slot on the free list twice and hand it to two keys.)
+    public convenience init<E: Error>(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) {
+        self.init(count: count)
         do {
             try initializer(UnsafeMutableRawBufferPointer(start: pointer, count: count))
         } catch {
-            release()
+            CKB_cleanse(pointer, count)
             throw error
         }
     }

@@ -360,15 +360,25 @@ static unsigned get_key(unsigned key_id, unsigned version, unsigned char *dst, u
 
 /* ---- rotation and refresh --------------------------------------------------------------------- */
 
+/* A version becomes InnoDB's latest only once its bytes are in the cache: a latest version whose
+   bytes would have to come from the broker on every page write turns a broker outage into
+   INVALID for a key already in use, which InnoDB does not survive. */
+static bool bytes_cached(unsigned key_id, unsigned version)
+{
+  const unsigned char *bytes;
+  unsigned length;
+  return key_cache_key(cache, key_id, version, &bytes, &length);
+}
+
 /* The broker made version `version` of key_id: cache its bytes, then let InnoDB see it. */
-static int learn_version(unsigned key_id, unsigned version, struct broker_error *err)
+static int learn_version(unsigned key_id, unsigned version, long long deadline,
+                         struct broker_error *err)
 {
   unsigned char key[BROKER_MAX_KEY_LENGTH];
   unsigned length= sizeof key;
   int result= -1;
-  if (broker_get_key(broker, key_id, version, request_deadline(), BROKER_RETRY, key, &length,
-                     err) == 0 &&
-      publish_key(key_id, version, key, length) == 0)
+  if (broker_get_key(broker, key_id, version, deadline, BROKER_RETRY, key, &length, err) == 0 &&
+      publish_key(key_id, version, key, length) == 0 && bytes_cached(key_id, version))
     result= key_cache_put_latest(cache, key_id, version);
   explicit_bzero(key, sizeof key);
   if (result == 0 && version > 1)
@@ -407,11 +417,14 @@ static void update_rotate_key(MYSQL_THD thd, struct st_mysql_sys_var *var, void 
   else
     snprintf(what, sizeof what, "the rotation of key %d", requested);
 
+  /* One deadline for the whole statement: the server holds LOCK_global_system_variables while
+     this runs, so a broker that goes away must not cost a timeout per key. */
+  const long long deadline= request_deadline();
   pthread_mutex_lock(&broker_lock);
   if (!rotated)
     my_printf_error(ER_UNKNOWN_ERROR, LOG_PREFIX "out of memory", ME_WARNING);
   else if (broker_rotate(broker, requested == -1 ? BROKER_ALL_KEYS : (unsigned) requested,
-                         request_deadline(), rotated, MAX_ROTATED, &count, &err))
+                         deadline, rotated, MAX_ROTATED, &count, &err))
   {
     if (err.failure == BROKER_FAILED_STATUS && err.status == BROKER_NOT_FOUND)
       snprintf(text, sizeof text, "cannot rotate key %d: it does not exist in instance \"%s\" "
@@ -427,11 +440,14 @@ static void update_rotate_key(MYSQL_THD thd, struct st_mysql_sys_var *var, void 
       log_line(0, "rotated key %u to version %u", key_id, version);
       /* Keys this server never used are learnt when first asked for. */
       if ((key_cache_latest(cache, key_id) || (unsigned) requested == key_id) &&
-          learn_version(key_id, version, &err))
+          learn_version(key_id, version, deadline, &err))
       {
         snprintf(what, sizeof what, "key %u, version %u", key_id, version);
         my_printf_error(ER_UNKNOWN_ERROR, LOG_PREFIX "%s", ME_WARNING | ME_ERROR_LOG,
                         failure_text(text, sizeof text, what, &err));
+        /* The broker is gone or the deadline passed: the refresher learns the rest later. */
+        if (err.failure != BROKER_FAILED_STATUS)
+          break;
       }
     }
   after_broker_call();
@@ -490,7 +506,8 @@ static int refresh_versions(bool *learnt)
                           &err) == 0)
     {
       const unsigned cached= key_cache_latest(cache, ids[i]);
-      if (version > cached && publish_key(ids[i], version, key, length) == 0)
+      if (version > cached && publish_key(ids[i], version, key, length) == 0 &&
+          bytes_cached(ids[i], version))
       {
         key_cache_put_latest(cache, ids[i], version);
         *learnt= true;

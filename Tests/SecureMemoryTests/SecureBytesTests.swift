@@ -16,6 +16,25 @@ final class SecureBytesTests: XCTestCase {
         XCTAssertEqual(after, [UInt8](repeating: 0, count: 32), "a released key must be zeroed")
     }
 
+    func testAFailedInitialisationReleasesItsSlotOnce() {
+        struct Refused: Error {}
+        let before = LockedMemoryPool.shared.statistics.slotsInUse
+        for _ in 0..<10 {
+            XCTAssertThrowsError(try SecureBytes(count: 32) { (buffer: UnsafeMutableRawBufferPointer) throws(Refused) in
+                buffer[0] = 0xEE
+                throw Refused()
+            })
+        }
+        XCTAssertEqual(LockedMemoryPool.shared.statistics.slotsInUse, before)
+        // A slot freed twice would be handed to two keys at once.
+        let keys = (0..<40).map { n in SecureBytes(copying: [UInt8](repeating: UInt8(n), count: 32)) }
+        let addresses = Set(keys.map { key in key.withUnsafeBytes { Int(bitPattern: $0.baseAddress) } })
+        XCTAssertEqual(addresses.count, keys.count, "two keys share one slot")
+        for (n, key) in keys.enumerated() {
+            XCTAssertTrue(key.withUnsafeBytes { $0.allSatisfy { $0 == UInt8(n) } })
+        }
+    }
+
     func testLargeSecretIsZeroedAndUnmapped() throws {
         let secret = SecureBytes(copying: [UInt8](repeating: 7, count: 5000))
         XCTAssertEqual(secret.count, 5000)
