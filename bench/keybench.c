@@ -10,12 +10,13 @@
  *     three (in rotating order) calls the lookup from that many threads for MILLISECONDS. Every
  *     answer is checked. Prints one JSON object.
  *
- *   keybench roundtrip plugin|raw SOCKET MILLISECONDS
+ *   keybench roundtrip MILLISECONDS plugin|raw:SOCKET...
  *
- *     One connection, then LATEST_KEY and GET_KEY of key 1 in turn, one at a time, for
- *     MILLISECONDS. `plugin` goes through the plugin's own client (broker_client.c, compiled in
+ *     One connection per target, then LATEST_KEY and GET_KEY of key 1 in turn, one at a time,
+ *     for MILLISECONDS; the targets take turns every 100 round trips, so that all of them see the
+ *     same machine. `plugin` goes through the plugin's own client (broker_client.c, compiled in
  *     unchanged: the code a cache miss runs); `raw` is the floor, a blocking write and read.
- *     Prints one JSON object with the mean and percentiles of a round trip.
+ *     Prints one JSON object with the mean and percentiles of a round trip per target.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -293,61 +294,100 @@ static int compare_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int roundtrip(int argc, char **argv) {
-    if (argc != 3) die("usage: keybench roundtrip plugin|raw SOCKET MILLISECONDS");
-    const int plugin = !strcmp(argv[0], "plugin");
-    if (!plugin && strcmp(argv[0], "raw")) die("client: plugin or raw");
-    const char *path = argv[1];
-    const double seconds = atoi(argv[2]) / 1000.0;
+/* One client of one server: the plugin's broker_client or the raw floor client. */
+struct target {
+    const char *spec;
+    int plugin;
+    struct broker_client *client;
+    struct raw_client *raw;
+    unsigned version;
+    double *samples;
+    size_t n;
+    unsigned long long errors;
+};
 
+static void target_open(struct target *t, char *spec, size_t cap) {
     static struct broker_counters counters;
-    struct broker_client *client = NULL;
     struct broker_error err;
-    struct raw_client *raw = NULL;
-    unsigned version = 0;
     unsigned char key[32];
-    if (plugin) {
-        client = broker_client_new(path, "default", "keybench", &counters, quiet);
+    char *colon = strchr(spec, ':');
+    if (!colon) die("target: plugin:SOCKET or raw:SOCKET");
+    t->spec = strdup(spec);
+    *colon = 0;
+    const char *path = colon + 1;
+    t->plugin = !strcmp(spec, "plugin");
+    if (!t->plugin && strcmp(spec, "raw")) die("client: plugin or raw");
+    if (t->plugin) {
         unsigned len = sizeof key;
-        if (!client || broker_connect(client, broker_now_ms() + 5000, 0, &err) ||
-            broker_latest_key(client, 1, broker_now_ms() + 5000, 0, &version, key, &len, &err))
+        t->client = broker_client_new(path, "default", "keybench", &counters, quiet);
+        if (!t->client || broker_connect(t->client, broker_now_ms() + 5000, 0, &err) ||
+            broker_latest_key(t->client, 1, broker_now_ms() + 5000, 0, &t->version, key, &len, &err))
             die("cannot reach %s through broker_client", path);
     } else {
-        raw = calloc(1, sizeof *raw);
-        if (!raw || raw_connect(raw, path)) die("cannot reach %s", path);
-        version = 1;
+        t->raw = calloc(1, sizeof *t->raw);
+        if (!t->raw || raw_connect(t->raw, path)) die("cannot reach %s", path);
+        t->version = 1;
     }
+    t->samples = malloc(cap * sizeof *t->samples);
+    if (!t->samples) die("out of memory");
+}
 
-    size_t cap = 1 << 20, n = 0;
-    double *samples = malloc(cap * sizeof *samples);
-    if (!samples) die("out of memory");
-    const double start = now();
-    double t = start;
-    unsigned long long errors = 0;
-    while (t - start < seconds && n < cap) {
-        const int get = n & 1;
-        int rc;
-        if (plugin) {
-            unsigned len = sizeof key, v;
-            rc = get ? broker_get_key(client, 1, version, broker_now_ms() + 5000, 0, key, &len, &err)
-                     : broker_latest_key(client, 1, broker_now_ms() + 5000, 0, &v, key, &len, &err);
-        } else {
-            uint8_t body[8], *answer;
-            size_t length;
-            put32(body, 1);
-            put32(body + 4, version);
-            rc = raw_call(raw, get ? 3 : 2, body, get ? 8 : 4, &answer, &length);
-        }
-        errors += rc != 0;
-        const double t1 = now();
-        samples[n++] = t1 - t;
-        t = t1;
+/* One round trip, LATEST_KEY and GET_KEY in turn; returns its seconds. */
+static double target_call(struct target *t) {
+    unsigned char key[32];
+    struct broker_error err;
+    const int get = t->n & 1;
+    int rc;
+    const double t0 = now();
+    if (t->plugin) {
+        unsigned len = sizeof key, v;
+        rc = get ? broker_get_key(t->client, 1, t->version, broker_now_ms() + 5000, 0, key, &len, &err)
+                 : broker_latest_key(t->client, 1, broker_now_ms() + 5000, 0, &v, key, &len, &err);
+    } else {
+        uint8_t body[8], *answer;
+        size_t length;
+        put32(body, 1);
+        put32(body + 4, t->version);
+        rc = raw_call(t->raw, get ? 3 : 2, body, get ? 8 : 4, &answer, &length);
     }
-    const double total = t - start;
-    qsort(samples, n, sizeof *samples, compare_double);
-    printf("{\"client\": \"%s\", \"round_trips\": %zu, \"errors\": %llu, \"mean_us\": %.2f, \"p50_us\": %.2f, \"p99_us\": %.2f}\n",
-           argv[0], n, errors, total / (double)n * 1e6, samples[n / 2] * 1e6, samples[n * 99 / 100] * 1e6);
-    if (client) broker_client_free(client);
+    t->errors += rc != 0;
+    return now() - t0;
+}
+
+/* Targets take turns in blocks of BLOCK round trips, so that each sees the same machine. */
+static int roundtrip(int argc, char **argv) {
+    enum { BLOCK = 100, MAX_TARGETS = 8 };
+    if (argc < 2 || argc - 1 > MAX_TARGETS) die("usage: keybench roundtrip MILLISECONDS plugin|raw:SOCKET...");
+    const double seconds = atoi(argv[0]) / 1000.0;
+    const size_t cap = 1 << 20;
+    struct target targets[MAX_TARGETS] = {{0}};
+    const int count = argc - 1;
+    for (int i = 0; i < count; i++) target_open(&targets[i], argv[i + 1], cap);
+
+    const double start = now();
+    while (now() - start < seconds) {
+        for (int i = 0; i < count; i++) {
+            struct target *t = &targets[i];
+            for (int k = 0; k < BLOCK && t->n < cap; k++) {
+                const double dt = target_call(t);
+                t->samples[t->n++] = dt;
+            }
+        }
+    }
+    unsigned long long errors = 0;
+    printf("{\"milliseconds\": %d, \"targets\": [", atoi(argv[0]));
+    for (int i = 0; i < count; i++) {
+        struct target *t = &targets[i];
+        double sum = 0;
+        for (size_t k = 0; k < t->n; k++) sum += t->samples[k];
+        qsort(t->samples, t->n, sizeof *t->samples, compare_double);
+        printf("%s\n  {\"target\": \"%s\", \"round_trips\": %zu, \"errors\": %llu, \"mean_us\": %.2f, \"p50_us\": %.2f, \"p99_us\": %.2f}",
+               i ? "," : "", t->spec, t->n, t->errors, sum / (double)t->n * 1e6, t->samples[t->n / 2] * 1e6,
+               t->samples[t->n * 99 / 100] * 1e6);
+        errors += t->errors;
+        if (t->client) broker_client_free(t->client);
+    }
+    printf("\n]}\n");
     return errors ? 1 : 0;
 }
 
@@ -355,6 +395,6 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "lookups")) return lookups(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "roundtrip")) return roundtrip(argc - 2, argv + 2);
     fprintf(stderr, "usage: keybench lookups PLUGIN_SO BROKER_SOCKET KEYS REPS MILLISECONDS THREADS...\n"
-                    "       keybench roundtrip plugin|raw SOCKET MILLISECONDS\n");
+                    "       keybench roundtrip MILLISECONDS plugin|raw:SOCKET...\n");
     return 2;
 }

@@ -210,21 +210,35 @@ def rows_broker_vs_floor(work):
         for target in (b.socket, floor.socket):
             run_json([TOOLS / "kbload", target, "default", 16, 100_000, 64, 32])
 
-        rt = {"plugin_broker": [], "raw_floor": [], "plugin_floor": [], "raw_broker": []}
-        pairs = [("plugin_broker", "plugin", b.socket), ("raw_floor", "raw", floor.socket),
-                 ("plugin_floor", "plugin", floor.socket), ("raw_broker", "raw", b.socket)]
+        # The four pairs take turns inside one process every 100 round trips (keybench), so a
+        # change in the machine's load hits all of them alike.
+        pairs = {"plugin_broker": f"plugin:{b.socket}", "raw_floor": f"raw:{floor.socket}",
+                 "plugin_floor": f"plugin:{floor.socket}", "raw_broker": f"raw:{b.socket}"}
+        rt = {k: [] for k in pairs}
+        server_cpu = {"broker": [], "floor": []}  # server CPU µs per round trip
         for rep in range(ARGS.reps):
-            for name, client, path in (pairs if rep % 2 == 0 else pairs[::-1]):
-                rt[name].append(run_json([TOOLS / "keybench", "roundtrip", client, path, 700]))
-        mean = {k: [r["mean_us"] for r in v] for k, v in rt.items()}
-        ratio = [p / f for p, f in zip(mean["plugin_broker"], mean["raw_floor"])]
-        r2 = row("2", "one broker round trip through the plugin's client code (µs)", spread(mean["plugin_broker"]),
-                 spread(mean["raw_floor"]), spread(ratio), "≤ 1.5×", statistics.median(ratio) <= 1.5, "µs",
+            names = list(pairs) if rep % 2 == 0 else list(pairs)[::-1]
+            c0 = {"broker": cpu_seconds(b.proc.pid), "floor": cpu_seconds(floor.proc.pid)}
+            out = run_json([TOOLS / "keybench", "roundtrip", 1000, *(pairs[n] for n in names)])
+            trips = {"broker": 0, "floor": 0}
+            for name, result in zip(names, out["targets"]):
+                rt[name].append(result)
+                trips[name.split("_")[1]] += result["round_trips"]
+            server_cpu["broker"].append((cpu_seconds(b.proc.pid) - c0["broker"]) / trips["broker"] * 1e6)
+            server_cpu["floor"].append((cpu_seconds(floor.proc.pid) - c0["floor"]) / trips["floor"] * 1e6)
+        p50 = {k: [r["p50_us"] for r in v] for k, v in rt.items()}
+        ratio = [p / f for p, f in zip(p50["plugin_broker"], p50["raw_floor"])]
+        r2 = row("2", "one broker round trip through the plugin's client code (median µs)", spread(p50["plugin_broker"]),
+                 spread(p50["raw_floor"]), spread(ratio), "≤ 1.5×", statistics.median(ratio) <= 1.5, "µs",
                  "baseline: a blocking C client and the C floor server (bench/floor_server.c); "
-                 f"apart: plugin client → floor {statistics.median(mean['plugin_floor']):.1f} µs, "
-                 f"C client → keybrokerd {statistics.median(mean['raw_broker']):.1f} µs",
-                 diagnostics={k: spread(v) for k, v in mean.items()},
-                 p50_us={k: spread([r["p50_us"] for r in v]) for k, v in rt.items()},
+                 f"apart: plugin client → floor {statistics.median(p50['plugin_floor']):.1f} µs, "
+                 f"C client → keybrokerd {statistics.median(p50['raw_broker']):.1f} µs; means "
+                 f"{statistics.median([r['mean_us'] for r in rt['plugin_broker']]):.1f} vs "
+                 f"{statistics.median([r['mean_us'] for r in rt['raw_floor']]):.1f} µs; server CPU per round trip: "
+                 f"keybrokerd {statistics.median(server_cpu['broker']):.1f} µs, floor {statistics.median(server_cpu['floor']):.1f} µs",
+                 server_cpu_us_per_round_trip={k: spread(v) for k, v in server_cpu.items()},
+                 diagnostics={k: spread(v) for k, v in p50.items()},
+                 mean_us={k: spread([r["mean_us"] for r in v]) for k, v in rt.items()},
                  p99_us={k: spread([r["p99_us"] for r in v]) for k, v in rt.items()})
 
         thr = {"broker": [], "floor": []}

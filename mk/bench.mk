@@ -14,7 +14,7 @@ BENCH_ARGS      ?=
 
 .PHONY: bench bench-tools
 
-bench: release plugin bench-tools
+bench: deps release plugin bench-tools
 	python3 $(BENCH_SRC_DIR)/run.py --bin-dir $(RELEASE_BIN_DIR) --plugin $(PLUGIN_SO) \
 	  --tools $(BENCH_BUILD_DIR) $(BENCH_ARGS)
 
