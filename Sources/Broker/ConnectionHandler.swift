@@ -29,7 +29,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var peer: CKB_peer_credentials?
     private var session: Session?
     private var inFlight = 0
-    private var needsFlush = false
+    /// Answers written on the event loop during one read, sent together at the end of the read
+    /// with one write and one zeroing of the key bytes they contain.
+    private var outbound: ByteBuffer?
     private var closing = false
     private var logger: Logger
     private var decoder = FrameDecoder()
@@ -85,6 +87,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         let id = ObjectIdentifier(context.channel)
         timer?.cancel()
         timer = nil
+        if var unsent = outbound {
+            outbound = nil
+            unsent.withUnsafeMutableReadableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+        }
         let removed = broker.connections.withLock { $0.removeValue(forKey: id) != nil }
         if removed { broker.counters.connections.subtract(1, ordering: .relaxed) }
         context.fireChannelInactive()
@@ -98,11 +104,24 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        flushOutbound(context: context)
         context.fireChannelReadComplete()
+    }
+
+    /// Appends one answer to this read's outbound buffer.
+    private func answer(context: ChannelHandlerContext, _ write: (inout ByteBuffer) -> Void) {
+        var buffer = outbound ?? context.channel.allocator.buffer(capacity: 1024)
+        outbound = nil  // so the write below does not copy
+        write(&buffer)
+        outbound = buffer
+    }
+
+    private func flushOutbound(context: ChannelHandlerContext) {
+        guard let buffer = outbound else { return }
+        outbound = nil
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        Self.cleanseWhenWritten(promise.futureResult, buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -171,6 +190,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         broker.counters.timedOut.add(1, ordering: .relaxed)
         logger.notice("closing connection of uid \(peer.map { String($0.uid) } ?? "?"): \(reason)", metadata: ["event": "peer_malformed"])
         closing = true
+        flushOutbound(context: context)
         context.close(promise: nil)
     }
 
@@ -193,7 +213,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             break
         case let .latestKey(keyID):
             if let cached = session.store.cachedLatest(keyID: keyID) {
-                writeKey(context: context, op: op, requestID: id, version: cached.version, key: cached.key)
+                answer(context: context) { Self.writeKey(&$0, op: op, requestID: id, version: cached.version, key: cached.key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
@@ -203,7 +223,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
             if let key = session.store.cachedKey(ref) {
-                writeKey(context: context, op: op, requestID: id, version: nil, key: key)
+                answer(context: context) { Self.writeKey(&$0, op: op, requestID: id, version: nil, key: key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
@@ -236,10 +256,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         case .status:
             let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
             let json = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
-            var buffer = context.channel.allocator.buffer(capacity: json.utf8.count + 16)
-            buffer.writeResponse(op: op, requestID: id, status: .ok) { $0.writeProtocolString(json) }
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            needsFlush = true
+            answer(context: context) { $0.writeResponse(op: op, requestID: id, status: .ok) { $0.writeProtocolString(json) } }
         }
     }
 
@@ -330,25 +347,28 @@ final class ConnectionHandler: ChannelInboundHandler {
         session = Session(instance: instance, store: store, isAdmin: isAdmin)
         logger[metadataKey: "instance"] = "\(instance)"
         logger.debug("uid \(peer.uid) (pid \(peer.pid), client \"\(client)\") uses instance \"\(instance)\"\(isAdmin ? " as admin" : "")")
-        var buffer = context.channel.allocator.buffer(capacity: 32)
-        buffer.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
-            buffer.writeInteger(ProtocolConstants.version)
-            buffer.writeProtocolString(BrokerContext.serverName)
+        answer(context: context) {
+            $0.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
+                buffer.writeInteger(ProtocolConstants.version)
+                buffer.writeProtocolString(BrokerContext.serverName)
+            }
         }
-        context.write(wrapOutboundOut(buffer), promise: nil)
-        needsFlush = true
     }
 
     // MARK: Answers
 
-    private static func encodeKey(op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(16 + key.count)
+    private static func writeKey(_ buffer: inout ByteBuffer, op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) {
         buffer.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
             if let version { buffer.writeInteger(version) }
             buffer.writeInteger(UInt16(key.count))
             key.withUnsafeBytes { _ = buffer.writeBytes($0) }
         }
+    }
+
+    private static func encodeKey(op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(16 + key.count)
+        writeKey(&buffer, op: op, requestID: requestID, version: version, key: key)
         return buffer
     }
 
@@ -359,14 +379,6 @@ final class ConnectionHandler: ChannelInboundHandler {
                 CKB_cleanse(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
             }
         }
-    }
-
-    private func writeKey(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) {
-        let buffer = Self.encodeKey(op: op, requestID: requestID, version: version, key: key)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        Self.cleanseWhenWritten(promise.futureResult, buffer)
-        context.write(wrapOutboundOut(buffer), promise: promise)
-        needsFlush = true
     }
 
     /// Runs `answer` off the event loop and writes what it encodes, or the error it throws.
@@ -428,16 +440,17 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func fail(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, status: ResponseStatus, message: String, close: Bool) {
         if status != .ok { broker.counters.errors.add(1, ordering: .relaxed) }
-        var buffer = context.channel.allocator.buffer(capacity: message.utf8.count + 16)
-        buffer.writeFailure(op: op, requestID: requestID, status: status, message: message)
+        answer(context: context) { $0.writeFailure(op: op, requestID: requestID, status: status, message: message) }
         if close {
             closing = true
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { [channel = context.channel] _ in
-                channel.close(promise: nil)
+            let channel = context.channel
+            let closed = context.eventLoop.makePromise(of: Void.self)
+            closed.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            if let buffer = outbound {
+                outbound = nil
+                Self.cleanseWhenWritten(closed.futureResult, buffer)
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: closed)
             }
-        } else {
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            needsFlush = true
         }
     }
 
@@ -449,6 +462,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             fail(context: context, op: error.op ?? 0, requestID: requestID, status: error.status, message: error.message, close: true)
         } else {
             closing = true
+            flushOutbound(context: context)
             context.close(promise: nil)
         }
     }

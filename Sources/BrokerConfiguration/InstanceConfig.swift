@@ -48,7 +48,7 @@ public struct InstanceConfig: Sendable {
         guard let keySpec = KeySpec(rawValue: specText) else {
             throw reader.error("key_spec", "must be \"AES_128\" or \"AES_256\", not \"\(specText)\"")
         }
-        let prefetch = try reader.integer("prefetch_concurrency", in: 1...256) ?? 16
+        let prefetch = try reader.integer("prefetch_concurrency", in: 1...256) ?? 32
         let provider: Provider
         switch providerName {
         case "local":

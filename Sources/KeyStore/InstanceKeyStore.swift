@@ -341,6 +341,11 @@ public final class InstanceKeyStore: Sendable {
 
     /// Re-reads the directory for versions of `keyID` the index lacks; true when it found some.
     private func adoptFromDisk(keyID: UInt32) -> Bool {
+        // Every key's history starts at version 1 (here and in aws_key_management), so one stat
+        // tells a new key id from an imported one; scanning the directory for every new key id
+        // made creating n keys cost n².
+        var info = stat()
+        guard stat(directory.filePath(KeyRef(keyID: keyID, version: 1)), &info) == 0 else { return false }
         guard let found = try? directory.scan(removingLeftovers: false)[keyID], !found.isEmpty else { return false }
         var adopted = false
         for version in found where !(state.withLock { $0.index[keyID]?.contains(version) ?? false }) {

