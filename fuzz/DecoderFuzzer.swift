@@ -14,9 +14,10 @@ import NIOCore
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
-    let whole = decodeWhole(input)
-    let chunked = decodeInChunks(input)
+    let (whole, wholePartial) = decodeWhole(input)
+    let (chunked, chunkedPartial) = decodeInChunks(input)
     check(whole == chunked, "splitting the stream changed the frames: \(whole.count) vs \(chunked.count)")
+    check(wholePartial == chunkedPartial, "splitting the stream changed whether a frame is pending")
     for case let .frame(payload) in whole {
         checkRequest(Array(payload.readableBytesView))
         checkResponse(Array(payload.readableBytesView))
@@ -33,7 +34,8 @@ private func u32(_ bytes: [UInt8], at i: Int) -> UInt32 {
 }
 
 /// Decodes the input in one buffer and checks every frame against the bytes at its offset.
-private func decodeWhole(_ input: [UInt8]) -> [FrameDecoder.Frame] {
+/// Returns the frames and whether a partial frame is pending.
+private func decodeWhole(_ input: [UInt8]) -> ([FrameDecoder.Frame], Bool) {
     var decoder = FrameDecoder()
     var buffer = ByteBuffer(bytes: input)
     var frames: [FrameDecoder.Frame] = []
@@ -49,6 +51,7 @@ private func decodeWhole(_ input: [UInt8]) -> [FrameDecoder.Frame] {
             check(end <= input.count, "frame of \(length) bytes at \(offset) runs past the input (\(input.count))")
             check(Array(payload.readableBytesView) == Array(input[offset + 4..<end]), "payload at \(offset) is not the input's bytes")
             check(buffer.readerIndex == end, "consumed \(buffer.readerIndex), frame ends at \(end)")
+            check(!decoder.isMidFrame, "mid-frame right after a whole frame")
             offset = end
         case let .invalidLength(reported, op, requestID):
             check(reported == length, "reported length \(reported), prefix says \(length)")
@@ -63,13 +66,15 @@ private func decodeWhole(_ input: [UInt8]) -> [FrameDecoder.Frame] {
             check(buffer.readableBytes == 0, "bytes left after a bad length")
             check(decoder.next(from: &buffer) == nil, "a frame after a bad length")
             frames.append(frame)
-            return frames
+            return (frames, false)
         }
         frames.append(frame)
     }
     // Whatever is left must be a frame still arriving, never one the decoder could have returned.
     check(!decoder.isBroken, "broken without reporting a bad length")
     let rest = input.count - offset
+    // The connection handler times out a partial frame by this test: it must be exact.
+    check((buffer.readableBytes > 0 || decoder.isMidFrame) == (rest > 0), "partial frame of \(rest) bytes misreported")
     if rest >= 4 {
         let length = Int(u32(input, at: offset))
         check(length != 0, "length 0 not reported")
@@ -79,12 +84,12 @@ private func decodeWhole(_ input: [UInt8]) -> [FrameDecoder.Frame] {
             check(rest < 9, "over-long length at \(offset) not reported with its request header")
         }
     }
-    return frames
+    return (frames, rest > 0)
 }
 
 /// Feeds the same input in chunks into one growing buffer, as ConnectionHandler does (including
 /// discarding read bytes), so state kept across reads is exercised. Chunk sizes come from the input.
-private func decodeInChunks(_ input: [UInt8]) -> [FrameDecoder.Frame] {
+private func decodeInChunks(_ input: [UInt8]) -> ([FrameDecoder.Frame], Bool) {
     var decoder = FrameDecoder()
     var pending = ByteBuffer()
     var frames: [FrameDecoder.Frame] = []
@@ -99,7 +104,7 @@ private func decodeInChunks(_ input: [UInt8]) -> [FrameDecoder.Frame] {
         while let frame = decoder.next(from: &pending) { frames.append(frame) }
         if step % 3 == 0 { pending.discardReadBytes() }
     }
-    return frames
+    return (frames, !decoder.isBroken && (pending.readableBytes > 0 || decoder.isMidFrame))
 }
 
 private func checkRequest(_ payload: [UInt8]) {

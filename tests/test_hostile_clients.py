@@ -23,7 +23,7 @@ import time
 import pytest
 
 import kbproto as kb
-from broker import Broker, me
+from broker import Broker
 
 SEED = int(os.environ.get("KEYBROKER_HOSTILE_SEED", "20261130"))
 WORKERS = int(os.environ.get("KEYBROKER_HOSTILE_WORKERS", "32"))
