@@ -5,20 +5,10 @@ import subprocess
 
 import pytest
 
-from broker import Broker, me
+from broker import me
 from mariadb_server import MariaDB, build_plugin, files_containing, require_mariadb
 
 MARKER = "kb-backup-5e21d0"
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker"))
-    b.instances["default"]["auto_create"] = True
-    b.write_config()
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture(scope="module")

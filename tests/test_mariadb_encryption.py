@@ -10,22 +10,11 @@ import time
 
 import pytest
 
-from broker import Broker
 from mariadb_server import (ENCRYPTION_OPTIONS, MariaDB, build_plugin, files_containing,
                             require_mariadb, wait_until)
 
 MARKER = "kb-secret-7f3c9a"
 KEY_IDS = (1, 3, 5, 7)  # ENCRYPTION_KEY_ID of the tables t1, t3, t5, t7
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker"))
-    b.instances["default"]["auto_create"] = True
-    b.write_config()
-    b.start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture(scope="module")

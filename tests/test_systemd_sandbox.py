@@ -23,6 +23,7 @@ from test_systemd_units import TOLERATED_DENIALS, allowed_syscalls
 
 ROOT = Path(__file__).resolve().parent.parent
 WATCHDOG_SEC = 3
+DAEMON_DIR = "/run/keybroker-test-bin"
 CAP_SYS_RESOURCE = 24
 
 STUB_TARGETS = ["sysinit", "basic", "sockets", "shutdown", "network", "network-online", "multi-user",
@@ -37,6 +38,10 @@ mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/.etc/upper,workdir=/run/
 systemd-sysusers - < {root}/systemd/keybroker.sysusers
 systemd-tmpfiles --create - < {root}/systemd/keybroker.tmpfiles
 {ctl} init-local --master-key /etc/credstore/keybroker.local-master-key
+# The service gets a private /tmp (PrivateTmp=yes): a binary built under /tmp (a clone there) would
+# vanish from its view, so it runs from a copy on this namespace's /run.
+mkdir -p {daemon_dir}
+cp {daemon} {daemon_dir}/keybrokerd
 mkdir -p /etc/keybroker
 cp {root}/etc/keybroker.toml.example /etc/keybroker/keybroker.toml
 # Units start their own mount namespaces; credentials and state reach them through propagation.
@@ -65,7 +70,7 @@ class PrivateSystemd:
         service = (ROOT / "systemd/keybroker.service").read_text()
         assert "ExecStart=/usr/sbin/keybrokerd " in service
         (self.units / "keybroker.service").write_text(
-            service.replace("ExecStart=/usr/sbin/keybrokerd ", f"ExecStart={KEYBROKERD} "))
+            service.replace("ExecStart=/usr/sbin/keybrokerd ", f"ExecStart={DAEMON_DIR}/keybrokerd "))
         (self.units / "keybroker.service.d/test.conf").write_text(
             "[Service]\nStandardOutput=append:/run/keybrokerd.log\nStandardError=append:/run/keybrokerd.log\n"
             f"WatchdogSec={WATCHDOG_SEC}s\n")
@@ -74,7 +79,8 @@ class PrivateSystemd:
         self.cgroups_before = cgroup_dirs()
         self.write_units()
         script = self.dir / "boot.sh"
-        script.write_text(BOOT.format(root=ROOT, ctl=KEYBROKERCTL, units=self.units))
+        script.write_text(BOOT.format(root=ROOT, ctl=KEYBROKERCTL, units=self.units, daemon=KEYBROKERD,
+                                      daemon_dir=DAEMON_DIR))
         script.chmod(0o755)
         self.log = open(self.dir / "boot.log", "wb")
         self.proc = subprocess.Popen(
