@@ -24,6 +24,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "wire.h"
+
 #define MAX_FRAME 65536
 #define KEY_LENGTH 32
 
@@ -44,21 +46,6 @@ typedef struct {
 
 static uint32_t key_ids;
 static uint8_t (*keys)[KEY_LENGTH];  /* keys[id - 1] */
-
-static void put16(uint8_t *p, unsigned v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = (uint8_t)v; }
-static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-static unsigned get16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w; n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Appends one response frame to out; returns its size. body may be NULL for an empty body. */
 static size_t respond(uint8_t *out, unsigned op, uint32_t rid, unsigned status, const uint8_t *body, size_t n) {

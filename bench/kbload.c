@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wire.h"
+
 #define MAX_VERSIONS 64
 #define MAX_DEPTH 256
 
@@ -55,30 +57,6 @@ static void note(client *c, int wrong, const char *fmt, ...) {
     vsnprintf(c->first_error, sizeof(c->first_error), fmt, ap);
     va_end(ap);
 }
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w; n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r; n -= (size_t)r;
-    }
-    return 0;
-}
-
-static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
-static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
 /* Reads one response into buf (payload only); returns its length or -1. */
 static int read_response(int fd, uint8_t *buf, size_t cap) {

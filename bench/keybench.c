@@ -35,6 +35,8 @@
 
 #include <mysql/plugin_encryption.h>
 
+#include "wire.h"
+
 #include "broker_client.h"
 #include "mutex_key_table.h"
 
@@ -235,28 +237,6 @@ static void quiet(int severity, const char *format, ...) {
     fputc('\n', stderr);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w; n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r; n -= (size_t)r;
-    }
-    return 0;
-}
-
-static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = (uint8_t)v; }
-static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 
 /* The floor client: one blocking socket, one write per request, header then payload read. */
 struct raw_client { int fd; uint32_t rid; uint8_t buf[65536]; };

@@ -18,7 +18,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ os.environ["KEYBROKER_BIN_DIR"] = str(Path(ARGS.bin_dir).resolve())
 sys.path.insert(0, str(ROOT / "tests"))
 
 import kbproto  # noqa: E402
-from broker import Broker, me  # noqa: E402
+from broker import Broker, me, wait_for_socket  # noqa: E402
 
 TOOLS = Path(ARGS.tools).resolve()
 PLUGIN_SO = Path(ARGS.plugin).resolve()
@@ -131,16 +130,8 @@ class FloorServer:
     def __init__(self, path, key_ids=100_000):
         self.socket = str(path)
         self.proc = subprocess.Popen([str(TOOLS / "floor_server"), self.socket, str(key_ids), str(CORES)])
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(self.socket)
-                s.close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError("floor_server did not listen")
+        if not wait_for_socket(self.socket, self.proc, 10):
+            raise RuntimeError("floor_server did not listen")
 
     def stop(self):
         self.proc.terminate()

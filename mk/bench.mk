@@ -20,16 +20,16 @@ bench: deps release plugin bench-tools
 
 bench-tools: $(BENCH_TOOLS)
 
-$(BENCH_BUILD_DIR)/kbload: $(BENCH_SRC_DIR)/kbload.c mk/bench.mk
+$(BENCH_BUILD_DIR)/kbload: $(BENCH_SRC_DIR)/kbload.c $(BENCH_SRC_DIR)/wire.h mk/bench.mk
 	@mkdir -p $(BENCH_BUILD_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) $< -o $@
 
-$(BENCH_BUILD_DIR)/floor_server: $(BENCH_SRC_DIR)/floor_server.c mk/bench.mk
+$(BENCH_BUILD_DIR)/floor_server: $(BENCH_SRC_DIR)/floor_server.c $(BENCH_SRC_DIR)/wire.h mk/bench.mk
 	@mkdir -p $(BENCH_BUILD_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) $< -o $@
 
 # broker_client.c is compiled in unchanged: the round-trip row runs the plugin's real client code.
-$(BENCH_BUILD_DIR)/keybench: $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/mutex_key_table.c \
+$(BENCH_BUILD_DIR)/keybench: $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/wire.h $(BENCH_SRC_DIR)/mutex_key_table.c \
     $(BENCH_SRC_DIR)/mutex_key_table.h $(BENCH_PLUGIN_SRC)/broker_client.c $(BENCH_PLUGIN_SRC)/broker_client.h mk/bench.mk
 	@mkdir -p $(BENCH_BUILD_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) -fno-strict-aliasing -I$(MARIADB_INCLUDE) -I$(BENCH_PLUGIN_SRC) -DMYSQL_DYNAMIC_PLUGIN \

@@ -40,6 +40,21 @@ def write_master_key(path):
     return path
 
 
+def wait_for_socket(path, proc, timeout):
+    """True once something accepts connections on the Unix socket `path`; False if `proc` exits
+    first or `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(path))
+            s.close()
+            return True
+        except OSError:
+            time.sleep(0.01)
+    return False
+
+
 def me():
     return pwd.getpwuid(os.getuid()).pw_name
 
@@ -84,18 +99,10 @@ class Broker:
         return self
 
     def wait_ready(self, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        if not wait_for_socket(self.socket, self.proc, timeout):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"keybrokerd exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(self.socket)
-                s.close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError(f"keybrokerd did not listen on {self.socket}:\n{self.log_text()}")
+            raise RuntimeError(f"keybrokerd did not listen on {self.socket}:\n{self.log_text()}")
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc and self.proc.poll() is None:

@@ -42,7 +42,8 @@ def c_tool(name):
     """Compiles bench/<name>.c once (C11, warnings as errors) and returns the binary's path."""
     source = Path(__file__).resolve().parent.parent / "bench" / f"{name}.c"
     binary = BUILD / name
-    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+    inputs = [source, *source.parent.glob("*.h")]
+    if not binary.exists() or binary.stat().st_mtime < max(f.stat().st_mtime for f in inputs):
         BUILD.mkdir(parents=True, exist_ok=True)
         import subprocess
         subprocess.run(["cc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", str(source), "-o", str(binary)],

@@ -9,4 +9,10 @@ public struct KeyRef: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "key \(keyID) version \(version)" }
+
+    /// Every version of an index (versions per key id), ordered by key id, then version.
+    public static func all(in index: [UInt32: [UInt32]]) -> [KeyRef] {
+        index.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }
+            .sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+    }
 }

@@ -172,9 +172,7 @@ public final class InstanceKeyStore: Sendable {
     @discardableResult
     public func warmUp(concurrency: Int) async -> Int {
         let refs = state.withLock { state in
-            state.index.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }
-                .filter { state.keys[$0] == nil }
-                .sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+            KeyRef.all(in: state.index).filter { state.keys[$0] == nil }
         }
         guard !refs.isEmpty else { return 0 }
         let failures = await withTaskGroup(of: Bool.self) { group in
@@ -208,8 +206,7 @@ public final class InstanceKeyStore: Sendable {
     /// the old file, atomically; a version that fails keeps its old file.
     public func rewrap(to masterKey: String, concurrency: Int) async -> RewrapReport {
         let refs = state.withLock { state in
-            state.index.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }
-                .sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+            KeyRef.all(in: state.index)
         }
         var report = RewrapReport()
         await withTaskGroup(of: (KeyRef, String?).self) { group in

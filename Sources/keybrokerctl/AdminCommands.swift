@@ -137,7 +137,7 @@ struct Import: ParsableCommand {
         let source = KeyFileDirectory(path: from, prefix: files.directory.prefix)
         let found: [UInt32: [UInt32]]
         do { found = try source.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
-        let refs = found.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }.sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        let refs = KeyRef.all(in: found)
         guard !refs.isEmpty else { throw CommandError("\(from) holds no aws-kms-key.ID.VERSION files") }
         let owner = directoryOwner(files.config.stateDirectory)
         try prepareDirectory(files.config.stateDirectory, owner: owner)
@@ -196,7 +196,7 @@ struct Export: ParsableCommand {
         let files = try InstanceFiles(options)
         let found: [UInt32: [UInt32]]
         do { found = try files.directory.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
-        let refs = found.flatMap { id, versions in versions.map { KeyRef(keyID: id, version: $0) } }.sorted { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
+        let refs = KeyRef.all(in: found)
         guard !refs.isEmpty else { throw CommandError("instance \"\(options.instance)\" has no key files in \(files.directory.path)") }
         try prepareDirectory(target, owner: nil)
         let destination = KeyFileDirectory(path: target, prefix: files.directory.prefix)
