@@ -57,7 +57,7 @@ static void die(const char *format, ...) {
     exit(1);
 }
 
-/* ---- the plugin, loaded as the server loads it (after tests/plugin_harness.c) ---------------- */
+/* ---- the plugin, loaded as the server loads it (after IntegrationTests/plugin/plugin_harness.c) ---------------- */
 
 struct sysvar_str { MYSQL_PLUGIN_VAR_HEADER; char **value; const char *def_val; };
 struct sysvar_uint { MYSQL_PLUGIN_VAR_HEADER; unsigned *value; unsigned def_val, min, max, blk; };

@@ -1,4 +1,4 @@
-"""Runs the mtr suite in tests/mtr (MariaDB's own test framework, Debian's mariadb-test) against
+"""Runs the mtr suite beside the plugin (Sources/keybroker_key_management/mysql-test/keybroker) (MariaDB's own test framework, Debian's mariadb-test) against
 a real keybrokerd, and requires every test of it to pass: a skipped suite is a failure."""
 import os
 import re
@@ -8,7 +8,7 @@ from pathlib import Path
 from broker import ROOT, Broker
 from mariadb_server import PLUGIN_DIR, build_plugin, require_mariadb
 
-SUITE = ROOT / "tests" / "mtr"
+SUITE = ROOT / "Sources" / "keybroker_key_management" / "mysql-test" / "keybroker"
 MTR_DIRS = [Path("/usr/share/mysql/mysql-test"), Path("/usr/share/mariadb/mariadb-test")]
 
 
