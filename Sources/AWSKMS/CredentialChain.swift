@@ -1,6 +1,8 @@
 import Glibc
 import Logging
+import ProviderSettings
 import SecureMemory
+import SystemSupport
 
 /// Where the chain looks, fixed at start-up from the environment and the instance settings.
 struct CredentialEnvironment: Sendable {
@@ -220,7 +222,7 @@ final class CredentialChain: Sendable {
         do {
             output = try await http.runBlocking { () throws -> Output in
                 guard let pipe = popen(command, "re") else {
-                    throw Self.failure("cannot run credential_process \"\(command)\": \(String(cString: strerror(errno)))")
+                    throw Self.failure("cannot run credential_process \"\(command)\": \(errnoText(errno))")
                 }
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 defer { buffer.cleanse() }

@@ -74,11 +74,5 @@ public struct Response: Sendable, Equatable {
     }
 }
 
-public struct RotatedKey: Sendable, Equatable {
-    public var keyID: UInt32
-    public var version: UInt32
-    public init(keyID: UInt32, version: UInt32) {
-        self.keyID = keyID
-        self.version = version
-    }
-}
+/// ROTATE's answer lists key versions; the name reads better at the call site.
+public typealias RotatedKey = KeyRef
