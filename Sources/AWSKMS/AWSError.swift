@@ -75,6 +75,11 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+extension AWSError {
+    /// How the key store and the client see it.
+    var providerError: ProviderError { ProviderError(self) }
+}
+
 extension ProviderError {
     /// How the key store and the client see an AWS failure.
     init(_ error: AWSError) {
