@@ -81,13 +81,10 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
         } catch {
             throw AWSSetupError(setting: "region", message: "\(error)")
         }
-        let metadata = InstanceMetadataClient(environment: environment, http: http)
-        if let region = await metadata.region() {
+        if let region = await InstanceMetadataClient(environment: environment, http: http).region() {
             return try checked(region, "EC2 instance metadata")
         }
-        // A metadata service that did not answer may answer at the next start; a disabled one will not.
-        throw AWSSetupError(setting: "region", message: "no AWS region is configured: set region = \"us-east-1\" (for example) in [instances.\(instance)], or AWS_REGION, or region in the AWS profile \"\(environment.profileName)\"; the EC2 instance metadata service did not answer either",
-                            isTransient: metadata.endpoint != nil)
+        throw AWSSetupError(setting: "region", message: "no AWS region is configured: set region = \"us-east-1\" (for example) in [instances.\(instance)], or AWS_REGION, or region in the AWS profile \"\(environment.profileName)\"; the EC2 instance metadata service did not answer either")
     }
 
     private init(instance: String, settings: AWSSettings, region: String, kmsEndpoint: Endpoint, stsEndpoint: Endpoint,

@@ -25,8 +25,9 @@ struct ProviderFactory {
         do {
             return try await AWSKMSProvider.make(instance: name, settings: settings, environment: environment, logger: logger)
         } catch {
-            let message = ConfigError(file: configFile, key: "instances.\(name).\(error.setting)", error.message).description
-            throw error.isTransient ? StartupError(message) : .configuration(message)
+            // Exit status 1, not 78: the region and endpoints come from the environment, the AWS
+            // profile files and the metadata service too, which can change without the unit.
+            throw StartupError(ConfigError(file: configFile, key: "instances.\(name).\(error.setting)", error.message).description)
         }
     }
 
