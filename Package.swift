@@ -3,7 +3,7 @@ import PackageDescription
 
 // The module graph (docs/architecture.md): every target lists exactly the modules its sources
 // import, and imports point one way — bytes ← keys ← providers ← server ← executables.
-// tests/test_architecture.py checks both against the sources.
+// IntegrationTests/architecture/test_module_graph.py checks both against the sources.
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
@@ -74,8 +74,8 @@ let package = Package(
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "BrokerProtocol", "SecureMemory", logging]),
         .testTarget(name: "KMSTests", dependencies: ["KMS", "KeyStore", "BrokerProtocol", "SecureMemory"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "SystemSupport", logging]),
-        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "ProviderSettings"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", logging]),
+        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy"]),
         .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "ProviderSettings", "SecureMemory", "SystemSupport"]),
     ],
     swiftLanguageModes: [.v6]
