@@ -69,13 +69,14 @@ let package = Package(
         // A test tool (not installed): keybrokerd's SigV4 signatures for the comparison with botocore.
         .executableTarget(name: "keybroker-sigv4-check", dependencies: ["AWSKMS", "ProviderSettings"], path: "Tests/Tools/SigV4Check"),
 
-        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
         .testTarget(name: "BrokerProtocolTests", dependencies: ["BrokerProtocol", nioCore]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
-        .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "BrokerProtocol", "SecureMemory", logging]),
-        .testTarget(name: "KMSTests", dependencies: ["KMS", "KeyStore", "BrokerProtocol", "SecureMemory"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", logging]),
-        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy"]),
+        .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
+        .testTarget(name: "KMSTests", dependencies: ["KMS", "KeyStore", "BrokerProtocol", "SecureMemory", "TestSupport"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
+        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
         .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "ProviderSettings", "SecureMemory", "SystemSupport"]),
     ],
     swiftLanguageModes: [.v6]

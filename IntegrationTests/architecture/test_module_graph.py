@@ -13,7 +13,7 @@ from broker import BIN_DIR, ROOT
 
 # Modules of the toolchain and the system: never declared in Package.swift.
 SYSTEM_MODULES = {"Glibc", "Foundation", "Synchronization", "XCTest", "Dispatch", "_Concurrency"}
-LAYERS = ["system", "foundations", "memory", "keys", "providers", "server", "configuration", "executables"]
+LAYERS = ["system", "foundations", "memory", "keys", "providers", "server", "configuration", "executables", "tests"]
 IMPORT = re.compile(r"^\s*(?:@\w+\s+)*import\s+(?:(?:struct|class|enum|protocol|func|var|let|typealias)\s+)?(\w+)", re.M)
 
 
@@ -105,6 +105,12 @@ def closure(package, name):
                 seen.add(dependency)
                 todo.append(dependency)
     return seen
+
+
+def test_no_product_module_uses_the_test_support(package):
+    for target in package["targets"]:
+        if target["type"] != "test" and target["name"] != "TestSupport":
+            assert "TestSupport" not in closure(package, target["name"]), target["name"]
 
 
 @pytest.mark.parametrize("module,forbidden", [

@@ -96,21 +96,6 @@ def test_missing_config_file_exits_78(setup):
     assert run_daemon(d / "absent.toml").returncode == EX_CONFIG
 
 
-def test_a_server_on_the_socket_is_not_a_configuration_error(setup):
-    """Another keybrokerd still running may stop: exit 1, and systemd tries again."""
-    d, top, instance = setup
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(top["socket"])
-    listener.listen(1)
-    try:
-        result = run_daemon(write(d, render_config(top, {"default": instance})))
-    finally:
-        listener.close()
-        os.unlink(top["socket"])
-    assert_fails(result, "another server is listening")
-    assert result.returncode == 1
-
-
 def test_state_dir_that_cannot_be_created_is_not_a_configuration_error(setup):
     """Its parent may be a file system that is not mounted yet: exit 1, and systemd tries again."""
     d, top, instance = setup

@@ -37,16 +37,12 @@ extension InstanceKeyStore {
             let old: [UInt8]
             do { old = try files.read(ref) } catch { throw KeyStoreError(error) }
             let new: [UInt8]
-            do {
-                new = try await rewrapper.rewrapDataKey(old, to: masterKey, for: ref, path: path)
-            } catch {
-                throw KeyStoreError(error)
-            }
+            new = try await rewrapper.rewrapDataKey(old, to: masterKey, for: ref, path: path)
             let check: SecureBytes
             do {
                 check = try await provider.unwrapDataKey(new, for: ref, path: path)
             } catch {
-                throw KeyStoreError(error, message: "the re-encrypted blob does not decrypt: \(error.message)")
+                throw KeyStoreError(error.code, "the re-encrypted blob does not decrypt: \(error.message)")
             }
             guard check.isEqual(to: current) else {
                 throw KeyStoreError(.corrupt, "the re-encrypted blob decrypts to a different key; the old file is kept")
@@ -66,10 +62,6 @@ extension InstanceKeyStore {
         guard let unlockable = provider as? any UnlockableProvider else {
             throw KeyStoreError(.internal, "provider \"\(provider.name)\" has no two-factor start; there is nothing to unlock")
         }
-        do {
-            return try await unlockable.unlock(tokenCode: tokenCode)
-        } catch {
-            throw KeyStoreError(error)
-        }
+        return try await unlockable.unlock(tokenCode: tokenCode)
     }
 }

@@ -241,11 +241,7 @@ public final class InstanceKeyStore: Sendable {
         } catch {
             throw KeyStoreError(error)
         }
-        do {
-            return try await provider.unwrapDataKey(wrapped, for: ref, path: files.location(of: ref))
-        } catch {
-            throw KeyStoreError(error)
-        }
+        return try await provider.unwrapDataKey(wrapped, for: ref, path: files.location(of: ref))
     }
 
     /// Adds a version found on disk but not in the index (written by `keybrokerctl import`).
@@ -305,12 +301,7 @@ public final class InstanceKeyStore: Sendable {
         let ref = KeyRef(keyID: keyID, version: (current ?? 0) + 1)
         do throws(KeyStoreError) {
             guard ref.version != 0 else { throw KeyStoreError(.internal, "key \(keyID) has no version numbers left") }
-            let (wrapped, key): ([UInt8], SecureBytes)
-            do {
-                (wrapped, key) = try await provider.generateDataKey(for: ref, length: keyLength)
-            } catch {
-                throw KeyStoreError(error)
-            }
+            let (wrapped, key) = try await provider.generateDataKey(for: ref, length: keyLength)
             do {
                 try files.writeNew(ref, bytes: wrapped)
             } catch {

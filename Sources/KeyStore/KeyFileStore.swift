@@ -35,27 +35,23 @@ public protocol KeyFileStore: Sendable {
     func replace(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError)
 }
 
-/// A storage failure, named by the path (or object) and errno.
+/// A storage failure: today always a failed system call on a path (the directory store); a
+/// remote store adds what its service reports.
 public struct StorageError: Error, Sendable, CustomStringConvertible {
-    public var path: String
-    public var operation: String
-    public var errno: Int32
+    public var cause: SystemError
+
+    public init(_ cause: SystemError) {
+        self.cause = cause
+    }
 
     public init(path: String, operation: String, errno: Int32) {
-        self.path = path
-        self.operation = operation
-        self.errno = errno
+        self.init(SystemError(path: path, operation: operation, errno: errno))
     }
 
-    /// The system call that failed, as the store saw it.
-    public init(_ error: SystemError) {
-        self.init(path: error.path, operation: error.operation, errno: error.errno)
-    }
+    public var errno: Int32 { cause.errno }
 
     /// A write lost to a version that is already there (`writeNew`).
-    public var alreadyExists: Bool { errno == EEXIST }
+    public var alreadyExists: Bool { cause.errno == EEXIST }
 
-    public var description: String {
-        SystemError(path: path, operation: operation, errno: errno).description
-    }
+    public var description: String { cause.description }
 }

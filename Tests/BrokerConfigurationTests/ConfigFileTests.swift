@@ -1,27 +1,18 @@
 import BrokerConfiguration
 import Glibc
+import TestSupport
 import XCTest
 
 final class ConfigFileTests: XCTestCase {
-    private var path = ""
-
-    override func setUp() {
-        var template = Array("/tmp/config-test-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) } + "/keybroker.toml"
-    }
-
-    override func tearDown() {
-        _ = system("rm -rf '\(path.dropLast("/keybroker.toml".count))'")
-    }
+    private let temporary = TemporaryDirectory("config-test")
+    private var path: String { temporary.path + "/keybroker.toml" }
 
     /// A valid configuration padded with a comment to `size` bytes.
     private func write(size: Int) {
         let body = "[instances.default]\nmaster_key_file = \"/etc/keybroker/master.key\"\n"
         let text = body + "#" + String(repeating: "x", count: size - body.utf8.count - 2) + "\n"
         XCTAssertEqual(text.utf8.count, size)
-        let file = fopen(path, "w")!
-        fputs(text, file)
-        fclose(file)
+        temporary.write("keybroker.toml", text)
     }
 
     func testAFileAtTheSizeLimitLoadsAndOneByteMoreIsRefused() throws {

@@ -1,18 +1,11 @@
 import Broker
 import Glibc
+import TestSupport
 import XCTest
 
 final class ListenTargetTests: XCTestCase {
-    private var directory = ""
-
-    override func setUp() {
-        var template = Array("/tmp/listen-test-XXXXXX".utf8CString)
-        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-
-    override func tearDown() {
-        _ = system("rm -rf '\(directory)'")
-    }
+    private let temporary = TemporaryDirectory("listen-test")
+    private var directory: String { temporary.path }
 
     /// A Unix socket bound at `path`, listening when asked.
     private func bind(_ path: String, listen: Bool) -> Int32 {

@@ -7,6 +7,7 @@ import KeyStore
 import KMS
 import Logging
 import SecureMemory
+import TestSupport
 import XCTest
 
 /// A provider with a status line, standing in for AWS KMS (whose module Broker must not need).
@@ -27,17 +28,9 @@ private struct NotingProvider: KeyProvider, StatusReportingProvider {
 }
 
 final class StatusDocumentTests: XCTestCase {
-    private var directory = ""
+    private let temporary = TemporaryDirectory("broker-test")
+    private var directory: String { temporary.path }
     private let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-
-    override func setUp() {
-        var template = Array("/tmp/broker-test-XXXXXX".utf8CString)
-        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-
-    override func tearDown() {
-        _ = system("rm -rf '\(directory)'")
-    }
 
     private func store(_ name: String, provider: (any KeyProvider)? = nil, keyFiles: Int = 0) throws -> InstanceKeyStore {
         let local = LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 1, count: 32)), instance: name)

@@ -1,27 +1,15 @@
 import Glibc
 import KMS
 import SecureMemory
+import TestSupport
 import XCTest
 
 final class MasterKeyFileTests: XCTestCase {
-    private var directory = ""
-
-    override func setUp() {
-        var template = Array("/tmp/masterkey-test-XXXXXX".utf8CString)
-        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-
-    override func tearDown() {
-        _ = system("rm -rf '\(directory)'")
-    }
+    private let temporary = TemporaryDirectory("masterkey-test")
+    private var directory: String { temporary.path }
 
     private func write(_ name: String, _ text: String, mode: mode_t = 0o600) -> String {
-        let path = "\(directory)/\(name)"
-        let file = fopen(path, "w")!
-        fputs(text, file)
-        fclose(file)
-        chmod(path, mode)
-        return path
+        temporary.write(name, text, mode: mode)
     }
 
     private func assertRefused(_ path: String, requirePrivateMode: Bool = true, _ fragment: String,

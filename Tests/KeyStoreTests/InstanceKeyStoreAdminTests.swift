@@ -4,6 +4,7 @@ import KeyStore
 import KMS
 import Logging
 import SecureMemory
+import TestSupport
 import XCTest
 
 /// Wraps by XOR with a one-byte "master key" named in the blob's first byte, so rewrap has
@@ -36,16 +37,8 @@ private struct XORProvider: KeyProvider, RewrappingProvider, UnlockableProvider 
 }
 
 final class InstanceKeyStoreAdminTests: XCTestCase {
-    private var directory = ""
-
-    override func setUp() {
-        var template = Array("/tmp/keystore-admin-XXXXXX".utf8CString)
-        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-
-    override func tearDown() {
-        _ = system("rm -rf '\(directory)'")
-    }
+    private let temporary = TemporaryDirectory("keystore-admin")
+    private var directory: String { temporary.path }
 
     private func makeStore(_ provider: any KeyProvider) throws -> InstanceKeyStore {
         let store = InstanceKeyStore(name: "default", provider: provider, directory: "\(directory)/default", keyLength: 16, autoCreate: true,

@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import SystemSupport
+import TestSupport
 import XCTest
 
 final class HexTests: XCTestCase {
@@ -28,23 +29,11 @@ final class SystemErrorTests: XCTestCase {
 }
 
 final class FileTests: XCTestCase {
-    private var directory = ""
-
-    override func setUp() {
-        var template = Array("/tmp/systemsupport-test-XXXXXX".utf8CString)
-        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    }
-
-    override func tearDown() {
-        _ = system("rm -rf '\(directory)'")
-    }
+    private let temporary = TemporaryDirectory("systemsupport-test")
+    private var directory: String { temporary.path }
 
     private func write(_ name: String, _ bytes: [UInt8]) -> String {
-        let path = "\(directory)/\(name)"
-        let file = fopen(path, "w")!
-        _ = fwrite(bytes, 1, bytes.count, file)
-        fclose(file)
-        return path
+        temporary.write(name, bytes)
     }
 
     func testReadsAWholeFileUpToTheLimitAndNotOneByteMore() throws {
