@@ -1,6 +1,6 @@
 /// The small JSON documents keybroker writes (STATUS, ADMIN answers, KMS request bodies), without
 /// Foundation. Members keep the order given.
-public enum JSONValue: Sendable, Equatable {
+public enum JSONValue: Sendable {
     case string(String)
     case int(Int)
     case bool(Bool)
@@ -17,10 +17,6 @@ public enum JSONValue: Sendable, Equatable {
         case let .object(members): "{" + members.map { JSONText.quoted($0.0) + ":" + $0.1.serialized }.joined(separator: ",") + "}"
         case let .array(items): "[" + items.map(\.serialized).joined(separator: ",") + "]"
         }
-    }
-
-    public static func == (a: JSONValue, b: JSONValue) -> Bool {
-        a.serialized == b.serialized
     }
 }
 
