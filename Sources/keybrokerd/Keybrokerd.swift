@@ -59,7 +59,7 @@ struct Keybrokerd: AsyncParsableCommand {
             target = try ListenTarget.fromEnvironment(fallbackPath: settings.socketPath)
             if case let .path(path) = target, !check { try ListenTarget.prepareToBind(path) }
         } catch {
-            throw StartupError(error.description, exitStatus: error.isMisconfiguration ? StartupError.configurationExitStatus : StartupError.transientExitStatus)
+            throw StartupError(error)
         }
         let broker = try await Self.makeBroker(settings, logger: logger)
         if check {

@@ -1,3 +1,4 @@
+import Broker
 import BrokerConfiguration
 
 /// Why keybrokerd did not start: one line for stderr and systemd's STATUS=, and an exit status
@@ -21,6 +22,10 @@ struct StartupError: Error, CustomStringConvertible {
 
     init(_ error: ConfigError) {
         self.init(error.description, exitStatus: Self.configurationExitStatus)
+    }
+
+    init(_ error: ListenTarget.Failure) {
+        self.init(error.description, exitStatus: error.isMisconfiguration ? Self.configurationExitStatus : Self.transientExitStatus)
     }
 
     /// A configuration problem found while wiring (a master key file, a user name).
