@@ -99,24 +99,24 @@ final class AcceptLoop: Sendable {
         let broker = broker
         var peer = CKB_peer_credentials()
         let read = CKB_get_peer_credentials(fd, &peer)
+        // Each refusal is logged before the close, so the line is there when the peer sees EOF.
         guard read == 0 else {
-            close(fd)
             broker.counters.rejectedConnections.add(1, ordering: .relaxed)
             broker.peerLog.report(.refused, uid: UInt32.max, level: .error) {
                 "refused a connection: cannot read its credentials (SO_PEERCRED): \(errnoText(-read))"
             }
+            close(fd)
             return
         }
         guard broker.access.isListedAnywhere(uid: peer.uid, gid: peer.gid) else {
-            close(fd)
             broker.counters.denied.add(1, ordering: .relaxed)
             broker.peerLog.report(.denied, uid: peer.uid, level: .warning, metadata: ["peer_uid": "\(peer.uid)", "event": "peer_denied"]) {
                 "denied uid \(peer.uid) gid \(peer.gid) (pid \(peer.pid)) at connect: not in the clients of any instance nor in admins; closed before reading"
             }
+            close(fd)
             return
         }
         if let refusal = broker.registry.admit(uid: peer.uid) {
-            close(fd)
             broker.counters.rejectedConnections.add(1, ordering: .relaxed)
             broker.peerLog.report(.refused, uid: peer.uid, level: .warning, metadata: ["peer_uid": "\(peer.uid)"]) {
                 switch refusal {
@@ -128,6 +128,7 @@ final class AcceptLoop: Sendable {
                     "refused a connection of uid \(peer.uid): it has \(limit) connections that have not finished HELLO (max_unauthenticated_per_uid)"
                 }
             }
+            close(fd)
             return
         }
         let admission = Admission(uid: peer.uid, registry: broker.registry)

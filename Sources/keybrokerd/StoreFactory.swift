@@ -16,6 +16,9 @@ struct StoreFactory {
         do {
             try PathTrust.checkDirectory(stateDirectory, create: true, privateMode: true)
         } catch {
+            // A directory that cannot be examined or created may be on a file system not mounted
+            // yet: systemd tries again. One that is there but not owned is a configuration error.
+            if error.errno != nil { throw StartupError("\(configFile): state_dir: cannot create \(stateDirectory): \(error)") }
             throw .configuration("\(configFile): state_dir: \(error)")
         }
     }
