@@ -38,9 +38,7 @@ INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xC0, 0xFF)
 @pytest.fixture(scope="module")
 def broker(workdir):
     # Hostile peers are clients, not admins: ADMIN must be DENIED and STATUS must show one instance.
-    # Every hostile connection is root's, as the good client is: the per-uid budget for connections
-    # before HELLO (tests/test_security_peers.py tests it) must not refuse them here.
-    b = Broker(workdir / "hostile", extra={"admins": [], "frame_timeout_ms": 2000, "max_unauthenticated_per_uid": 1024})
+    b = Broker(workdir / "hostile", extra={"admins": [], "frame_timeout_ms": 2000})
     b.instances["other"] = {"provider": "local", "clients": ["nobody"], "master_key_file": str(b.master_key)}
     b.write_config()
     b.start()

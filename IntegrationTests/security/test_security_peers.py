@@ -35,7 +35,9 @@ def users():
 @pytest.fixture(scope="module")
 def broker(workdir, users):
     _, names = users
-    b = Broker(workdir / "peers", extra={"frame_timeout_ms": 2000, "peer_log_interval_ms": LOG_INTERVAL_MS})
+    # 32 connections before HELLO per uid, not the default 128: the budget at its limit, quickly.
+    b = Broker(workdir / "peers", extra={"frame_timeout_ms": 2000, "peer_log_interval_ms": LOG_INTERVAL_MS,
+                                         "max_unauthenticated_per_uid": 32})
     b.instances["default"]["clients"] = [me(), names["alice"]]
     b.instances["other"] = {"provider": "local", "clients": [names["bob"], names["carol"]], "master_key_file": str(b.master_key)}
     b.write_config()

@@ -5,7 +5,7 @@ public struct Limits: Sendable, Equatable {
     public var maxConnectionsPerUID = 256
     /// Connections of one uid that have not finished HELLO yet: the only ones a peer can hold
     /// without being authorised for an instance.
-    public var maxUnauthenticatedPerUID = 32
+    public var maxUnauthenticatedPerUID = 128
     public var maxInFlightPerConnection = 64
     /// Answers written but not yet taken by the peer, per connection; beyond it the broker stops
     /// reading that connection until the peer reads.
