@@ -31,11 +31,13 @@ let package = Package(
         .target(name: "CKeybrokerSystem"),
         .target(name: "CKeybrokerSystemd", linkerSettings: [.linkedLibrary("systemd")]),
         .target(name: "CKeybrokerCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "CKeybrokerTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
 
         // Foundations: shared helpers, locked memory, the wire format, settings and policy values.
         .target(name: "SystemSupport"),
         .target(name: "SecureMemory", dependencies: ["CKeybrokerCrypto", "CKeybrokerSystem", "SystemSupport"]),
         .target(name: "BrokerProtocol", dependencies: [nioCore]),
+        .target(name: "KMIPProtocol"),
         .target(name: "ProviderSettings"),
         .target(name: "BrokerPolicy"),
 
@@ -48,6 +50,10 @@ let package = Package(
             "BrokerProtocol", "KeyStore", "ProviderSettings", "SecureMemory", "SystemSupport", "CKeybrokerCrypto", "CKeybrokerCurl",
             nioPosix, logging,
         ]),
+        .target(name: "KMIPKMS", dependencies: [
+            "BrokerProtocol", "KeyStore", "KMIPProtocol", "ProviderSettings", "SecureMemory", "SystemSupport",
+            "CKeybrokerCrypto", "CKeybrokerTLS", nioPosix, logging,
+        ]),
 
         // The server.
         .target(name: "Broker", dependencies: [
@@ -59,7 +65,7 @@ let package = Package(
         // Configuration and the executables.
         .target(name: "BrokerConfiguration", dependencies: ["BrokerPolicy", "ProviderSettings", "SystemSupport", "TOMLKit"]),
         .executableTarget(name: "keybrokerd", dependencies: [
-            "Broker", "BrokerConfiguration", "BrokerPolicy", "KeyStore", "KMS", "AWSKMS", "ProviderSettings", "SystemSupport",
+            "Broker", "BrokerConfiguration", "BrokerPolicy", "KeyStore", "KMS", "AWSKMS", "KMIPKMS", "ProviderSettings", "SecureMemory", "SystemSupport",
             "CKeybrokerSystem", "CKeybrokerSystemd",
             argumentParser, logging, serviceLifecycle,
         ]),
@@ -79,6 +85,8 @@ let package = Package(
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
         .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "ProviderSettings", "SecureMemory", "SystemSupport"]),
+        .testTarget(name: "KMIPProtocolTests", dependencies: ["KMIPProtocol"]),
+        .testTarget(name: "KMIPKMSTests", dependencies: ["KMIPKMS", "KMIPProtocol", "ProviderSettings", "BrokerProtocol", "SecureMemory"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -49,3 +49,25 @@ soak: deps build
 		$(PYTEST) -q -s -p no:cacheprovider IntegrationTests/daemon/test_crash_safety.py
 	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) KEYBROKER_HOSTILE_CONNECTIONS=$(SOAK_HOSTILE_CONNECTIONS) \
 		$(PYTEST) -q -s -p no:cacheprovider IntegrationTests/daemon/test_hostile_clients.py
+
+# The TTLV decoder of the kmip provider (fuzz/TTLVFuzzer.swift): the same build, linked against the
+# KMIPProtocol objects only. `make fuzz-ttlv` runs it; IntegrationTests/kmip/test_kmip_fuzz.py runs it briefly.
+TTLV_FUZZ_BIN      := $(FUZZ_BUILD_DIR)/keybroker-ttlv-fuzzer
+TTLV_FUZZ_CORPUS   := fuzz/ttlv-corpus
+TTLV_FUZZ_FLAGS    ?= -max_len=4096 -timeout=10 -print_final_stats=1
+
+.PHONY: fuzz-ttlv fuzz-ttlv-build
+
+fuzz-ttlv-build: $(TTLV_FUZZ_BIN)
+
+$(TTLV_FUZZ_BIN): fuzz/TTLVFuzzer.swift $(wildcard Sources/KMIPProtocol/*.swift) Package.swift mk/fuzz.mk
+	$(SWIFT) build -c release --scratch-path $(FUZZ_BUILD_DIR) --target KMIPProtocol --sanitize fuzzer --sanitize address
+	find $(FUZZ_PRODUCTS)/KMIPProtocol.build/ -name '*.o' | sed 's/.*/"&"/' > $(FUZZ_BUILD_DIR)/ttlv-objects.rsp
+	$(SWIFTC) -O -g -parse-as-library -sanitize=fuzzer,address -use-ld=lld \
+		-module-cache-path $(FUZZ_BUILD_DIR)/ModuleCache -I $(FUZZ_PRODUCTS)/Modules \
+		fuzz/TTLVFuzzer.swift @$(FUZZ_BUILD_DIR)/ttlv-objects.rsp -o $@
+
+fuzz-ttlv: $(TTLV_FUZZ_BIN)
+	@mkdir -p $(FUZZ_BUILD_DIR)/ttlv-found $(FUZZ_BUILD_DIR)/artifacts
+	SWIFT_BACKTRACE=enable=no $(TTLV_FUZZ_BIN) $(TTLV_FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
+		-artifact_prefix=$(FUZZ_BUILD_DIR)/artifacts/ $(FUZZ_BUILD_DIR)/ttlv-found $(TTLV_FUZZ_CORPUS)

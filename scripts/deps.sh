@@ -10,8 +10,10 @@ debian_packages=(
   selinux-policy-default setools strace
   systemd util-linux procps sysbench xxd
 )
-python_modules=(pytest moto botocore boto3 flask flask_cors)
-python_packages=(pytest "moto[server]" botocore boto3)
+# pykmip: the KMIP server the kmip provider is tested against (pykmip-server, SQLite store).
+# Its crypto engine imports ciphers that cryptography 49 removes from their old places.
+python_modules=(pytest moto botocore boto3 flask flask_cors kmip)
+python_packages=(pytest "moto[server]" botocore boto3 "pykmip==0.11.0" "cryptography<49")
 
 missing=()
 for p in "${debian_packages[@]}"; do

@@ -22,7 +22,7 @@ KMS_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{
         "Effect": "Allow",
-        "Action": ["kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey", "kms:Encrypt",
                    "kms:ReEncrypt*"],
         "Resource": "*",
     }],

@@ -167,7 +167,7 @@ def test_configuration_errors_are_not_restarted():
 def test_credentials_match_the_config_and_survive_a_missing_file():
     svc = parse_unit((UNITS / "keybroker.service").read_text())["Service"]
     creds = dict(v.split(":", 1) for v in svc["LoadCredential"])
-    assert set(creds) == {"aws-credentials", "local-master-key"}
+    assert set(creds) == {"aws-credentials", "local-master-key", "kmip-client-key"}
     for source in creds.values():
         # systemd 252 fails the whole unit when an absolute LoadCredential= path is missing; a
         # bare name is looked up in /etc/credstore, /run/credstore, /usr/lib/credstore and skipped

@@ -11,7 +11,8 @@ import SystemSupport
 ///
 /// New keys: GenerateDataKeyWithoutPlaintext, then Decrypt of the blob (as aws_key_management does:
 /// the plaintext only ever comes from Decrypt). Stored keys: Decrypt. Rewrap: ReEncrypt.
-public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, UnlockableProvider, RewrappingProvider, StatusReportingProvider {
+public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, UnlockableProvider, RewrappingProvider, KeyWrappingProvider,
+    StatusReportingProvider {
     public let name = "aws"
     public let fileNamePrefix = "aws-kms-key"
 
@@ -161,6 +162,20 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             throw ProviderError(.corrupt, "key file \(path) decrypts to \(key.count) bytes, which is not an AES key length (16, 24 or 32)")
         }
         return key
+    }
+
+    /// KMS Encrypt under master_key_id: a key set moved here from another provider keeps its bytes.
+    public func wrapDataKey(_ key: SecureBytes, for ref: KeyRef) async throws(ProviderError) -> [UInt8] {
+        guard let masterKeyID = settings.masterKeyID else {
+            throw ProviderError(.denied, "instance \"\(instance)\" has no master_key_id to wrap \(ref) under; set master_key_id in [instances.\(instance)]")
+        }
+        do {
+            return try await kms.encrypt(keyID: masterKeyID, plaintext: key)
+        } catch {
+            var failure = error.providerError
+            failure.message = "cannot wrap \(ref) under \(masterKeyID): \(error.description)"
+            throw failure
+        }
     }
 
     public func rewrapDataKey(_ wrapped: [UInt8], to masterKey: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8] {

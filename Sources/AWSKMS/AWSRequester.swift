@@ -23,8 +23,6 @@ final class AWSRequester: Sendable {
     let timeoutMilliseconds: Int
     let maxRetries: Int
     let logger: Logger
-    static let backoffBaseMilliseconds = 100
-    static let backoffCapMilliseconds = 5_000
 
     init(http: HTTPClient, timeoutMilliseconds: Int, maxRetries: Int, logger: Logger) {
         self.http = http
@@ -53,8 +51,7 @@ final class AWSRequester: Sendable {
                 }
                 guard error.isRetryable, attempt < retries else { throw error }
                 attempt += 1
-                let ceiling = min(Self.backoffCapMilliseconds, Self.backoffBaseMilliseconds << min(attempt, 16))
-                let pause = Int.random(in: 0...ceiling)
+                let pause = RetryBackoff.pauseMilliseconds(attempt: attempt)
                 logger.warning("AWS \(error.description); retry \(attempt) of \(retries) in \(pause) ms")
                 try? await Task.sleep(for: .milliseconds(pause))
             }

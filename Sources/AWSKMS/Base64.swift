@@ -6,6 +6,11 @@ enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     static func encode(_ bytes: some Collection<UInt8>) -> String {
+        String(decoding: encodedBytes(bytes), as: UTF8.self)
+    }
+
+    /// The encoding as bytes the caller can zero (for a plaintext key sent to KMS Encrypt).
+    static func encodedBytes(_ bytes: some Collection<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
         var iterator = bytes.makeIterator()
@@ -18,7 +23,7 @@ enum Base64 {
             out.append(second == nil ? UInt8(ascii: "=") : alphabet[Int(value >> 6 & 63)])
             out.append(third == nil ? UInt8(ascii: "=") : alphabet[Int(value & 63)])
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     private static func value(_ c: UInt8) -> UInt8? {

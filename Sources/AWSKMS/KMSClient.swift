@@ -1,5 +1,6 @@
 import ProviderSettings
 import SecureMemory
+import SystemSupport
 
 /// The KMS JSON API (`POST /`, `X-Amz-Target: TrentService.<Op>`, `application/x-amz-json-1.1`),
 /// the four operations keybroker uses.
@@ -26,7 +27,11 @@ struct KMSClient: Sendable {
 
     private func call(_ operation: String, _ members: [(String, String)], maxRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
         let (headers, body) = Self.request(operation: operation, members: members, endpoint: endpoint)
-        return try await requester.send(operation: "KMS \(operation)", endpoint: endpoint, signer: SigV4Signer(region: region, service: "kms"),
+        return try await send(operation, headers: headers, body: body, maxRetries: maxRetries)
+    }
+
+    private func send(_ operation: String, headers: [(String, String)], body: [UInt8], maxRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
+        try await requester.send(operation: "KMS \(operation)", endpoint: endpoint, signer: SigV4Signer(region: region, service: "kms"),
                                         protocol: .json, headers: Array(headers.dropFirst()), body: body, credentials: credentials,
                                         maxRetries: maxRetries)
     }
@@ -65,6 +70,23 @@ struct KMSClient: Sendable {
                 throw AWSError(.malformed, operation: "KMS Decrypt", message: "no Plaintext in the answer")
             }
             return plaintext
+        }
+    }
+
+    /// KMS Encrypt of a data key the broker already holds (moving a key set to AWS). The body,
+    /// which carries the key in base64, is built as bytes and zeroed once sent.
+    func encrypt(keyID: String, plaintext: SecureBytes) async throws(AWSError) -> [UInt8] {
+        var encoded = plaintext.withUnsafeBytes { Base64.encodedBytes($0) }
+        var body = Array("{\"KeyId\":\(JSONText.quoted(keyID)),\"Plaintext\":\"".utf8) + encoded + Array("\"}".utf8)
+        encoded.cleanse()
+        defer { body.cleanse() }
+        let (headers, _) = Self.request(operation: "Encrypt", members: [], endpoint: endpoint)
+        let response = try await send("Encrypt", headers: headers, body: body)
+        return try Self.reader(response, "Encrypt") { (reader) throws(AWSError) -> [UInt8] in
+            guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
+                throw AWSError(.malformed, operation: "KMS Encrypt", message: "no CiphertextBlob in the answer")
+            }
+            return blob
         }
     }
 

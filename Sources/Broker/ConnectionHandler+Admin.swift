@@ -3,8 +3,8 @@ import KeyStore
 import NIOCore
 import SystemSupport
 
-/// ADMIN (0x06, an extension to v1): "rewrap MASTER_KEY" or "unlock TOKEN_CODE" on the bound
-/// instance; only for admins. Answers a JSON document.
+/// ADMIN (0x06, an extension to v1): "rewrap MASTER_KEY", "rewrap-into INSTANCE" or
+/// "unlock TOKEN_CODE" on the bound instance; only for admins. Answers a JSON document.
 extension ConnectionHandler {
     func admin(context: ChannelHandlerContext, session: Session, op: UInt8, requestID: UInt32, command: String) {
         let uid = peerUID
@@ -45,6 +45,16 @@ extension ConnectionHandler {
                                                                    ("error", .string($0.message))]) })),
                 ])
             }
+        case ("rewrap-into", 2):
+            guard let target = broker.instances[words[1]], words[1] != instance else {
+                fail(context: context, op: op, requestID: requestID, status: .notFound,
+                     message: "rewrap-into needs another configured instance; \(PeerText.quoted(words[1])) is not one", close: false)
+                return
+            }
+            logger.notice("uid \(uid) asked to copy every key of instance \"\(instance)\" into instance \"\(target.name)\"")
+            answerLater(context: context, op: op, requestID: requestID) {
+                answer(await store.move(into: target, concurrency: 8).answerMembers(from: instance, into: target))
+            }
         case ("unlock", 2):
             let code = words[1]
             logger.notice("uid \(uid) unlocks instance \"\(instance)\"")
@@ -54,7 +64,7 @@ extension ConnectionHandler {
             }
         default:
             fail(context: context, op: op, requestID: requestID, status: .badRequest,
-                 message: "unknown admin command \(PeerText.quoted(words.first ?? "")); expected \"rewrap MASTER_KEY\" or \"unlock TOKEN_CODE\"", close: false)
+                 message: "unknown admin command \(PeerText.quoted(words.first ?? "")); expected \"rewrap MASTER_KEY\", \"rewrap-into INSTANCE\" or \"unlock TOKEN_CODE\"", close: false)
         }
     }
 }

@@ -20,6 +20,7 @@ public struct InstanceConfig: Sendable {
     public enum Provider: Sendable, Equatable {
         case local(MasterKeySource)
         case aws(AWSSettings)
+        case kmip(KMIPSettings)
     }
 
     /// Settings that belong to one provider only: named in the error when used with the other.
@@ -67,13 +68,17 @@ public struct InstanceConfig: Sendable {
             if let key = awsOnlyKeys.first(where: { table.contains(key: $0) }) {
                 throw reader.error(key, "applies to provider \"aws\" only; this instance uses provider \"local\"")
             }
+            try rejectKMIPKeys(table, &reader, provider: "local")
         case "aws":
             if let key = localOnlyKeys.first(where: { table.contains(key: $0) }) {
                 throw reader.error(key, "applies to provider \"local\" only; an aws instance's master key is master_key_id")
             }
+            try rejectKMIPKeys(table, &reader, provider: "aws")
             provider = .aws(try parseAWS(&reader, instance: name, prefetch: prefetch))
+        case "kmip":
+            provider = .kmip(try parseKMIP(&reader, table: table, prefetch: prefetch))
         default:
-            throw reader.error("provider", "unknown provider \"\(providerName)\" (expected \"local\" or \"aws\")")
+            throw reader.error("provider", "unknown provider \"\(providerName)\" (expected \"local\", \"aws\" or \"kmip\")")
         }
         try reader.rejectUnknownKeys()
         return InstanceConfig(name: name, provider: provider, clients: clients, autoCreate: autoCreate,

@@ -14,7 +14,7 @@ import SecureMemory
 /// instance does not authenticate:
 ///
 ///     "keybroker-local-key-v1" 0x00 instance 0x00 key_id:u32 version:u32 header[6]
-public struct LocalProvider: KeyProvider {
+public struct LocalProvider: KeyProvider, KeyWrappingProvider {
     public let name = "local"
     public let fileNamePrefix = "local-key"
 
@@ -49,13 +49,14 @@ public struct LocalProvider: KeyProvider {
     public func generateDataKey(for ref: KeyRef, length: Int) async throws(ProviderError) -> (wrapped: [UInt8], key: SecureBytes) {
         guard (1...255).contains(length) else { throw ProviderError(.internal, "data key length \(length) is out of range") }
         let key: SecureBytes
-        do {
-            key = try SecureBytes(count: length) { (buffer: UnsafeMutableRawBufferPointer) throws(Randomness.Failure) in
-                try Randomness.fill(buffer)
-            }
-        } catch {
-            throw ProviderError(.internal, error.description)
-        }
+        do { key = try Randomness.secret(length) } catch { throw ProviderError(.internal, error.description) }
+        return (try await wrapDataKey(key, for: ref), key)
+    }
+
+    /// Seals a key the broker already holds (a key set moved here from another provider).
+    public func wrapDataKey(_ key: SecureBytes, for ref: KeyRef) async throws(ProviderError) -> [UInt8] {
+        let length = key.count
+        guard (1...255).contains(length) else { throw ProviderError(.internal, "data key length \(length) is out of range") }
         let header = Self.magic + [Self.formatVersion, UInt8(length)]
         let nonce: [UInt8]
         do { nonce = try Randomness.bytes(Self.nonceLength) } catch { throw ProviderError(.internal, error.description) }
@@ -69,7 +70,7 @@ public struct LocalProvider: KeyProvider {
             }
         }
         guard sealed == 1 else { throw ProviderError(.internal, "AES-256-GCM encryption failed in OpenSSL") }
-        return (header + nonce + ciphertext + tag, key)
+        return header + nonce + ciphertext + tag
     }
 
     public func unwrapDataKey(_ wrapped: [UInt8], for ref: KeyRef, path: String) async throws(ProviderError) -> SecureBytes {

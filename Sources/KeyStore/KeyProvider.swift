@@ -52,3 +52,9 @@ public protocol StatusReportingProvider: KeyProvider {
     /// One line for STATUS (`provider_status`): locked, master key state; nil when there is nothing to say.
     var statusNote: String? { get }
 }
+
+/// Wraps a data key the provider did not make (KMS Encrypt, KMIP Encrypt, local sealing): what
+/// moving a key set into an instance of this provider needs (`keybrokerctl rewrap --into`).
+public protocol KeyWrappingProvider: KeyProvider {
+    func wrapDataKey(_ key: SecureBytes, for ref: KeyRef) async throws(ProviderError) -> [UInt8]
+}

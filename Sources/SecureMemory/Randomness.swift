@@ -20,4 +20,11 @@ public enum Randomness {
         guard ok else { throw Failure() }
         return bytes
     }
+
+    /// A new random secret (a data key) of `count` bytes, made in locked memory.
+    public static func secret(_ count: Int) throws(Failure) -> SecureBytes {
+        try SecureBytes(count: count) { (buffer: UnsafeMutableRawBufferPointer) throws(Failure) in
+            try fill(buffer)
+        }
+    }
 }

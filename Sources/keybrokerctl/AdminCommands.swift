@@ -18,17 +18,41 @@ func adminCommand(_ options: GlobalOptions, _ command: String, timeoutSeconds: I
 
 struct Rewrap: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-encrypt every stored data key of an instance under another master key (KMS ReEncrypt).",
-        discussion: "Each key file is replaced atomically, only after the new blob has been decrypted and compared with the key it must hold. Then set master_key_id to the new key in the configuration.")
+        abstract: "Re-encrypt every stored data key of an instance under another master key, or copy them into another instance and its provider.",
+        discussion: """
+            --to KEY: each key file is replaced atomically (KMS ReEncrypt, or KMIP Decrypt then Encrypt), only after the new blob has been \
+            unwrapped and compared with the key it must hold; then set master_key_id to the new key.
+            --into INSTANCE: every version is wrapped by INSTANCE's provider (aws, kmip or local) and written into INSTANCE's directory; the \
+            data keys keep their bytes, so a key set moves between vendors without re-encrypting data. This instance is left as it is.
+            """)
     @OptionGroup var options: GlobalOptions
-    @Option(name: .customLong("to"), help: ArgumentHelp("The new master key: key id, ARN, alias/NAME or alias ARN.", valueName: "key"))
-    var target: String
+    @Option(name: .customLong("to"), help: ArgumentHelp("The new master key: a KMS key id, ARN or alias/NAME; a KMIP Unique Identifier or name:NAME.", valueName: "key"))
+    var target: String?
+    @Option(name: .customLong("into"), help: ArgumentHelp("Another configured instance to copy every key version into, wrapped by its provider.", valueName: "instance"))
+    var into: String?
 
     func validate() throws {
-        if target.isEmpty || target.contains(where: { $0.isWhitespace }) { throw ValidationError("--to must be a key id, ARN or alias without spaces") }
+        guard (target == nil) != (into == nil) else { throw ValidationError("give either --to KEY or --into INSTANCE") }
+        for value in [target, into].compactMap({ $0 }) where value.isEmpty || value.contains(where: { $0.isWhitespace }) {
+            throw ValidationError("\"\(value)\" must not be empty or contain spaces")
+        }
     }
 
     func run() throws {
+        if let into {
+            let answer = try adminCommand(options, "rewrap-into \(into)", timeoutSeconds: 3600)
+            let failed = answer["failed"] as? [[String: Any]] ?? []
+            print("copied \(answer["copied"] ?? 0) key versions of instance \"\(options.instance)\" into instance \"\(into)\" (provider \(answer["provider"] ?? "?")); \(answer["present"] ?? 0) were there already")
+            for failure in failed {
+                print("key \(failure["id"] ?? "?") version \(failure["version"] ?? "?"): FAILED: \(failure["error"] ?? "?")")
+            }
+            if !failed.isEmpty {
+                throw CommandError("\(failed.count) key versions were not copied; fix the cause and run rewrap --into again (copied ones are kept)")
+            }
+            print("instance \"\(into)\" now serves every key of \"\(options.instance)\"; point MariaDB at it (keybroker_key_management_instance) or swap the instance names in the configuration")
+            return
+        }
+        guard let target else { return }
         let answer = try adminCommand(options, "rewrap \(target)", timeoutSeconds: 3600)
         let failed = answer["failed"] as? [[String: Any]] ?? []
         print("rewrapped \(answer["rewrapped"] ?? 0) key versions of instance \"\(options.instance)\" under \(target)")
@@ -79,6 +103,7 @@ struct InstanceFiles {
         switch instance.provider {
         case .aws: prefix = "aws-kms-key"
         case .local: prefix = "local-key"
+        case .kmip: prefix = "kmip-key"
         }
         directory = KeyFileDirectory(path: "\(config.stateDirectory)/\(instance.name)", prefix: prefix)
     }
@@ -123,21 +148,21 @@ func prepareDirectory(_ path: String, owner: (uid: uid_t, gid: gid_t)?) throws(C
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Copy aws_key_management key files (aws-kms-key.ID.VERSION) into an instance and have the broker load them.",
-        discussion: "DIR is a MariaDB datadir or aws_key_management_keyfile_dir. Files are written atomically with the daemon's owner and mode; an existing different file is never overwritten.")
+        abstract: "Copy key files (aws-kms-key.ID.VERSION, kmip-key.ID.VERSION) into an instance and have the broker load them.",
+        discussion: "For an aws instance DIR is a MariaDB datadir or aws_key_management_keyfile_dir; for a kmip instance, a directory written by export. Files are written atomically with the daemon's owner and mode; an existing different file is never overwritten.")
     @OptionGroup var options: GlobalOptions
-    @Option(name: .customLong("from"), help: ArgumentHelp("Directory holding aws-kms-key.* files.", valueName: "dir")) var from: String
+    @Option(name: .customLong("from"), help: ArgumentHelp("Directory holding the instance's key files (aws-kms-key.* or kmip-key.*).", valueName: "dir")) var from: String
 
     func run() throws {
         let files = try InstanceFiles(options)
-        guard case .aws = files.instance.provider else {
-            throw CommandError("instance \"\(options.instance)\" uses provider local; aws_key_management files can only be imported into an instance with provider = \"aws\"")
+        if case .local = files.instance.provider {
+            throw CommandError("instance \"\(options.instance)\" uses provider local; key files can be imported into instances with provider = \"aws\" or \"kmip\"")
         }
         let source = KeyFileDirectory(path: from, prefix: files.directory.prefix)
         let found: [UInt32: [UInt32]]
         do { found = try source.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
         let refs = KeyRef.all(in: found)
-        guard !refs.isEmpty else { throw CommandError("\(from) holds no aws-kms-key.ID.VERSION files") }
+        guard !refs.isEmpty else { throw CommandError("\(from) holds no \(files.directory.prefix).ID.VERSION files") }
         let owner = directoryOwner(files.config.stateDirectory)
         try prepareDirectory(files.config.stateDirectory, owner: owner)
         try prepareDirectory(files.directory.path, owner: owner)

@@ -1,9 +1,11 @@
 import AWSKMS
 import BrokerConfiguration
 import KeyStore
+import KMIPKMS
 import KMS
 import Logging
 import ProviderSettings
+import SecureMemory
 
 /// Builds each instance's provider from its settings: the one place that knows every provider
 /// module. Reading master keys and asking the EC2 metadata service for a region happen here, not
@@ -18,6 +20,39 @@ struct ProviderFactory {
         switch instance.provider {
         case let .local(source): try makeLocal(instance.name, source)
         case let .aws(settings): try await makeAWS(instance.name, settings)
+        case let .kmip(settings): try makeKMIP(instance.name, settings)
+        }
+    }
+
+    /// Reads the TLS client key (mode-checked like a master key file, unless it is a systemd
+    /// credential) and loads the CA, certificate and key; connects to nothing yet.
+    private func makeKMIP(_ name: String, _ settings: KMIPSettings) throws(StartupError) -> any KeyProvider {
+        let setting: String
+        let path: String
+        switch settings.clientKey {
+        case let .file(file):
+            setting = "instances.\(name).kmip_client_key_file"
+            path = file
+        case let .credential(credential):
+            setting = "instances.\(name).kmip_client_key_credential"
+            guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                throw StartupError(ConfigError(file: configFile, key: setting, "CREDENTIALS_DIRECTORY is not set; run keybrokerd from keybroker.service (LoadCredential=\(credential):keybroker.\(credential)), or use kmip_client_key_file"))
+            }
+            path = "\(directory)/\(credential)"
+        }
+        let key: SecureBytes
+        do {
+            let fromCredentials = if case .credential = settings.clientKey { true } else { false }
+            key = try ClientKeyFile.read(path: path, requirePrivateMode: !fromCredentials)
+        } catch {
+            throw StartupError(ConfigError(file: configFile, key: setting, error.description))
+        }
+        do {
+            return try KMIPProvider(instance: name, settings: settings, clientKey: key, logger: logger)
+        } catch {
+            // The TLS layer names the setting its message is about.
+            let named = ["kmip_ca_file", "kmip_client_cert_file"].first { error.message.hasPrefix($0) }.map { "instances.\(name).\($0)" } ?? setting
+            throw StartupError(ConfigError(file: configFile, key: named, error.message))
         }
     }
 

@@ -205,6 +205,26 @@ final class BrokerConfigTests: XCTestCase {
         assertError("""
             [instances.default]
             provider = "vault"
-            """, key: "instances.default.provider", contains: "expected \"local\" or \"aws\"")
+            """, key: "instances.default.provider", contains: "expected \"local\", \"aws\" or \"kmip\"")
+    }
+
+    func testKMIPValuesAreChecked() {
+        let base = """
+            [instances.default]
+            provider = "kmip"
+            kmip_server = "kmip.example.com"
+            kmip_ca_file = "/etc/keybroker/kmip-ca.pem"
+            kmip_client_cert_file = "/etc/keybroker/kmip-client.pem"
+            kmip_client_key_file = "/etc/keybroker/kmip-client.key"
+            """
+        XCTAssertNoThrow(try BrokerConfig.parse(base + "\nmaster_key_id = \"name:mariadb\"\nkmip_batch_size = 1", file: "k.toml"))
+        assertError(base + "\nkmip_batch_size = 0", key: "instances.default.kmip_batch_size", contains: "between 1 and 256")
+        assertError(base + "\nkmip_protocol_version = \"2.0\"", key: "instances.default.kmip_protocol_version", contains: "\"1.4\", \"1.3\" or \"1.2\"")
+        assertError(base + "\nmaster_key_file = \"/k\"", key: "instances.default.master_key_file", contains: "applies to provider \"local\" only")
+        assertError(base + "\nprofile = \"x\"", key: "instances.default.profile", contains: "applies to provider \"aws\" only")
+        assertError(base.replacingOccurrences(of: "kmip_ca_file = \"/etc/keybroker/kmip-ca.pem\"", with: "kmip_ca_file = \"ca.pem\""),
+                    key: "instances.default.kmip_ca_file", contains: "must be an absolute path")
+        assertError("[instances.default]\nprovider = \"aws\"\nregion = \"us-east-1\"\nkmip_server = \"k:1\"",
+                    key: "instances.default.kmip_server", contains: "applies to provider \"kmip\" only; this instance uses provider \"aws\"")
     }
 }
