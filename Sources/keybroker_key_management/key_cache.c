@@ -6,25 +6,61 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#define LATEST_SLOTS 1024  /* key ids; at most 3/4 used so probes stay short */
-#define KEY_SLOTS    4096  /* (id, version) pairs */
+#define FIRST_LATEST_SLOTS 1024   /* key ids; tables double when 3/4 full */
+#define FIRST_KEY_SLOTS    4096   /* (id, version) pairs */
+#define FIRST_CHUNK_RECORDS 1024
+#define MAX_CHUNK_RECORDS  65536
+#define KEY_WORDS (KEY_CACHE_MAX_KEY_LENGTH / 8)
+
+/* Key bytes as words that readers load and retire() zeroes atomically: a reader racing with
+   the zeroing sees the retired flag afterwards (see key_cache_get). */
+struct key_record
+{
+  _Atomic uint64_t words[KEY_WORDS];
+  uint32_t length;
+};
+
+struct record_chunk
+{
+  struct record_chunk *next;
+  size_t mapped, capacity, used;
+  struct key_record records[];
+};
+
+struct latest_table
+{
+  struct latest_table *older;  /* kept mapped for readers that loaded it before it was replaced */
+  size_t mapped, mask;
+  unsigned shift;
+  _Atomic uint64_t slots[];    /* 0 = empty, else id << 32 | version */
+};
 
 struct key_slot
 {
-  _Atomic uint64_t tag;  /* 0 = empty, else id << 32 | version; stored last, with release */
-  uint32_t length;
-  unsigned char bytes[KEY_CACHE_MAX_KEY_LENGTH];
+  _Atomic uint64_t tag;        /* 0 = empty, else id << 32 | version; stored last, with release */
+  const struct key_record *record;
+};
+
+struct key_table
+{
+  struct key_table *older;
+  size_t mapped, mask;
+  unsigned shift;
+  struct key_slot slots[];
 };
 
 struct key_cache
 {
-  _Atomic uint64_t latest[LATEST_SLOTS];  /* 0 = empty, else id << 32 | version */
-  struct key_slot keys[KEY_SLOTS];
-  atomic_ullong key_count;
-  unsigned latest_count;                 /* writers only, under write_lock */
+  _Atomic(struct latest_table *) latest;
+  _Atomic(struct key_table *) keys;
+  atomic_bool retired;
+  atomic_ullong id_count, key_count;
+  struct record_chunk *chunks;  /* writers only, under write_lock; newest first */
+  int mlock_errno;
   pthread_mutex_t write_lock;
 };
 
@@ -33,147 +69,371 @@ static inline uint64_t tag_of(unsigned key_id, unsigned version)
   return (uint64_t) key_id << 32 | version;
 }
 
-/* Fibonacci hashing: ids are small and dense, this spreads them over the table. */
-static inline size_t slot_of(uint64_t x, size_t slots)
+/* Fibonacci hashing: dense small ids spread evenly over the table. */
+static inline size_t slot_of(uint64_t x, unsigned shift)
 {
-  return (size_t) ((x * 0x9E3779B97F4A7C15ull) >> 32) & (slots - 1);
+  return (size_t) ((x * 0x9E3779B97F4A7C15ull) >> shift);
 }
 
-struct key_cache *key_cache_open(int *mlock_errno)
+static unsigned log2_of(size_t slots)
 {
-  struct key_cache *cache= mmap(NULL, sizeof *cache, PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (cache == MAP_FAILED)
+  unsigned n= 0;
+  while ((size_t) 1 << n < slots)
+    n++;
+  return n;
+}
+
+static void *map_zeroed(size_t bytes)
+{
+  void *p= mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* Both tables start with older, mapped, mask and shift, in that order. */
+static void *new_table(size_t header, size_t slot_size, size_t slots)
+{
+  const size_t bytes= header + slots * slot_size;
+  struct latest_table *t= map_zeroed(bytes);
+  if (t)
+  {
+    t->mapped= bytes;
+    t->mask= slots - 1;
+    t->shift= 64 - log2_of(slots);
+  }
+  return t;
+}
+
+static struct latest_table *new_latest_table(size_t slots)
+{
+  return new_table(sizeof(struct latest_table), sizeof(uint64_t), slots);
+}
+
+static struct key_table *new_key_table(size_t slots)
+{
+  return new_table(sizeof(struct key_table), sizeof(struct key_slot), slots);
+}
+
+/* Key bytes must never reach swap or a core file. Under write_lock (or before publishing). */
+static struct record_chunk *add_chunk(struct key_cache *cache, size_t capacity)
+{
+  const size_t bytes= sizeof(struct record_chunk) + capacity * sizeof(struct key_record);
+  struct record_chunk *c= map_zeroed(bytes);
+  if (!c)
     return NULL;
-  /* Key bytes must never reach swap or a core file. */
-  *mlock_errno= mlock(cache, sizeof *cache) ? errno : 0;
-  (void) madvise(cache, sizeof *cache, MADV_DONTDUMP);
-  pthread_mutex_init(&cache->write_lock, NULL);
-  return cache;  /* an anonymous mapping is zero-filled: every slot starts empty */
+  if (mlock(c, bytes) && !cache->mlock_errno)
+    cache->mlock_errno= errno;
+  (void) madvise(c, bytes, MADV_DONTDUMP);
+  c->mapped= bytes;
+  c->capacity= capacity;
+  c->next= cache->chunks;
+  return cache->chunks= c;
 }
 
-void key_cache_close(struct key_cache *cache)
+struct key_cache *key_cache_open(void)
+{
+  struct key_cache *cache= calloc(1, sizeof *cache);
+  if (!cache)
+    return NULL;
+  pthread_mutex_init(&cache->write_lock, NULL);
+  atomic_init(&cache->latest, new_latest_table(FIRST_LATEST_SLOTS));
+  atomic_init(&cache->keys, new_key_table(FIRST_KEY_SLOTS));
+  /* The first chunk now, so that a refused mlock is reported when the plugin starts. */
+  if (!atomic_load(&cache->latest) || !atomic_load(&cache->keys) ||
+      !add_chunk(cache, FIRST_CHUNK_RECORDS))
+  {
+    const int e= errno;
+    key_cache_free(cache);
+    errno= e;
+    return NULL;
+  }
+  return cache;
+}
+
+int key_cache_mlock_errno(const struct key_cache *cache)
+{
+  return cache->mlock_errno;
+}
+
+void key_cache_retire(struct key_cache *cache)
 {
   if (!cache)
     return;
+  pthread_mutex_lock(&cache->write_lock);
+  atomic_store_explicit(&cache->retired, 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  for (struct record_chunk *c= cache->chunks; c; c= c->next)
+    for (size_t i= 0; i < c->used; i++)
+      for (size_t w= 0; w < KEY_WORDS; w++)
+        atomic_store_explicit(&c->records[i].words[w], 0, memory_order_relaxed);
+  pthread_mutex_unlock(&cache->write_lock);
+}
+
+void key_cache_free(struct key_cache *cache)
+{
+  if (!cache)
+    return;
+  for (struct latest_table *t= atomic_load(&cache->latest), *older; t; t= older)
+  {
+    older= t->older;
+    munmap(t, t->mapped);
+  }
+  for (struct key_table *t= atomic_load(&cache->keys), *older; t; t= older)
+  {
+    older= t->older;
+    munmap(t, t->mapped);
+  }
+  for (struct record_chunk *c= cache->chunks, *next; c; c= next)
+  {
+    next= c->next;
+    munlock(c, c->mapped);
+    munmap(c, c->mapped);
+  }
   pthread_mutex_destroy(&cache->write_lock);
-  explicit_bzero(cache, sizeof *cache);
-  munlock(cache, sizeof *cache);
-  munmap(cache, sizeof *cache);
+  free(cache);
 }
 
 unsigned key_cache_latest(const struct key_cache *cache, unsigned key_id)
 {
-  size_t i= slot_of(key_id, LATEST_SLOTS);
-  for (size_t probes= 0; probes < LATEST_SLOTS; probes++, i= (i + 1) & (LATEST_SLOTS - 1))
+  const struct latest_table *t= atomic_load_explicit(&cache->latest, memory_order_acquire);
+  /* At most 3/4 full: the probe meets an empty slot. */
+  for (size_t i= slot_of(key_id, t->shift);; i= (i + 1) & t->mask)
   {
-    uint64_t entry= atomic_load_explicit(&cache->latest[i], memory_order_acquire);
+    const uint64_t entry= atomic_load_explicit(&t->slots[i], memory_order_acquire);
     if (entry == 0)
       return 0;
     if ((unsigned) (entry >> 32) == key_id)
       return (unsigned) entry;
   }
+}
+
+static const struct key_record *find_record(const struct key_cache *cache, uint64_t tag)
+{
+  const struct key_table *t= atomic_load_explicit(&cache->keys, memory_order_acquire);
+  for (size_t i= slot_of(tag, t->shift);; i= (i + 1) & t->mask)
+  {
+    const uint64_t found= atomic_load_explicit(&t->slots[i].tag, memory_order_acquire);
+    if (found == tag)
+      return t->slots[i].record;
+    if (found == 0)
+      return NULL;
+  }
+}
+
+int key_cache_get(const struct key_cache *cache, unsigned key_id, unsigned version,
+                  unsigned char *dst, unsigned *buflen)
+{
+  const struct key_record *r= find_record(cache, tag_of(key_id, version));
+  if (!r)
+    return -1;
+  const unsigned length= r->length;
+  if (*buflen < length)
+  {
+    *buflen= length;
+    return 1;
+  }
+  *buflen= length;
+  if (!dst)
+    return 0;
+  for (unsigned w= 0; w < length / 8; w++)
+  {
+    const uint64_t word= atomic_load_explicit(&r->words[w], memory_order_relaxed);
+    memcpy(dst + 8 * w, &word, 8);
+  }
+  /* Pairs with the release fence in key_cache_retire: a copy that saw zeroed words sees the
+     flag, and zero bytes never reach the caller as a key. */
+  atomic_thread_fence(memory_order_acquire);
+  if (atomic_load_explicit(&cache->retired, memory_order_relaxed))
+  {
+    memset(dst, 0, length);
+    return -1;
+  }
   return 0;
 }
 
-int key_cache_key(const struct key_cache *cache, unsigned key_id, unsigned version,
-                  const unsigned char **bytes, unsigned *length)
+unsigned key_cache_length(const struct key_cache *cache, unsigned key_id, unsigned version)
 {
-  const uint64_t tag= tag_of(key_id, version);
-  size_t i= slot_of(tag, KEY_SLOTS);
-  for (size_t probes= 0; probes < KEY_SLOTS; probes++, i= (i + 1) & (KEY_SLOTS - 1))
+  const struct key_record *r= find_record(cache, tag_of(key_id, version));
+  return r ? r->length : 0;
+}
+
+/* A record slot for new key bytes; chunks double up to MAX_CHUNK_RECORDS. Under write_lock. */
+static struct key_record *new_record(struct key_cache *cache)
+{
+  struct record_chunk *c= cache->chunks;
+  if (c->used == c->capacity &&
+      !(c= add_chunk(cache, c->capacity * 2 > MAX_CHUNK_RECORDS ? MAX_CHUNK_RECORDS
+                                                                 : c->capacity * 2)))
+    return NULL;
+  return &c->records[c->used++];
+}
+
+/* Doubles the key table when one more entry would fill it past 3/4. Under write_lock. */
+static struct key_table *key_table_with_room(struct key_cache *cache)
+{
+  struct key_table *t= atomic_load_explicit(&cache->keys, memory_order_relaxed);
+  const unsigned long long count= atomic_load_explicit(&cache->key_count, memory_order_relaxed);
+  if ((count + 1) * 4 <= (t->mask + 1) * 3)
+    return t;
+  struct key_table *bigger= new_key_table((t->mask + 1) * 2);
+  if (!bigger)
+    return NULL;
+  for (size_t i= 0; i <= t->mask; i++)
   {
-    const struct key_slot *slot= &cache->keys[i];
-    uint64_t t= atomic_load_explicit(&slot->tag, memory_order_acquire);
-    if (t == 0)
-      return 0;
-    if (t == tag)
+    const uint64_t tag= atomic_load_explicit(&t->slots[i].tag, memory_order_relaxed);
+    if (!tag)
+      continue;
+    size_t j= slot_of(tag, bigger->shift);
+    while (atomic_load_explicit(&bigger->slots[j].tag, memory_order_relaxed))
+      j= (j + 1) & bigger->mask;
+    bigger->slots[j].record= t->slots[i].record;
+    atomic_store_explicit(&bigger->slots[j].tag, tag, memory_order_relaxed);
+  }
+  bigger->older= t;
+  atomic_store_explicit(&cache->keys, bigger, memory_order_release);
+  return bigger;
+}
+
+enum key_cache_result key_cache_put_key(struct key_cache *cache, unsigned key_id,
+                                        unsigned version, const unsigned char *bytes,
+                                        unsigned length)
+{
+  if ((length != 16 && length != 24 && length != 32) || key_id == 0 || version == 0)
+  {
+    errno= EINVAL;
+    return KEY_CACHE_NO_MEMORY;
+  }
+  const uint64_t tag= tag_of(key_id, version);
+  enum key_cache_result result= KEY_CACHE_NO_MEMORY;
+  pthread_mutex_lock(&cache->write_lock);
+  const struct key_record *old= find_record(cache, tag);
+  if (old)
+  {
+    unsigned char cached[KEY_CACHE_MAX_KEY_LENGTH];
+    for (unsigned w= 0; w < old->length / 8; w++)
     {
-      *bytes= slot->bytes;
-      *length= slot->length;
+      const uint64_t word= atomic_load_explicit(&old->words[w], memory_order_relaxed);
+      memcpy(cached + 8 * w, &word, 8);
+    }
+    result= old->length == length && !memcmp(cached, bytes, length) ? KEY_CACHE_PRESENT
+                                                                     : KEY_CACHE_CONFLICT;
+    explicit_bzero(cached, sizeof cached);
+  }
+  else
+  {
+    struct key_table *t= key_table_with_room(cache);
+    struct key_record *r= t ? new_record(cache) : NULL;
+    if (r)
+    {
+      for (unsigned w= 0; w < length / 8; w++)
+      {
+        uint64_t word;
+        memcpy(&word, bytes + 8 * w, 8);
+        atomic_store_explicit(&r->words[w], word, memory_order_relaxed);
+      }
+      r->length= length;
+      size_t i= slot_of(tag, t->shift);
+      while (atomic_load_explicit(&t->slots[i].tag, memory_order_relaxed))
+        i= (i + 1) & t->mask;
+      t->slots[i].record= r;
+      atomic_store_explicit(&t->slots[i].tag, tag, memory_order_release);
+      atomic_fetch_add_explicit(&cache->key_count, 1, memory_order_relaxed);
+      result= KEY_CACHE_ADDED;
+    }
+  }
+  pthread_mutex_unlock(&cache->write_lock);
+  return result;
+}
+
+static struct latest_table *latest_table_with_room(struct key_cache *cache)
+{
+  struct latest_table *t= atomic_load_explicit(&cache->latest, memory_order_relaxed);
+  const unsigned long long count= atomic_load_explicit(&cache->id_count, memory_order_relaxed);
+  if ((count + 1) * 4 <= (t->mask + 1) * 3)
+    return t;
+  struct latest_table *bigger= new_latest_table((t->mask + 1) * 2);
+  if (!bigger)
+    return NULL;
+  for (size_t i= 0; i <= t->mask; i++)
+  {
+    const uint64_t entry= atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+    if (!entry)
+      continue;
+    size_t j= slot_of((unsigned) (entry >> 32), bigger->shift);
+    while (atomic_load_explicit(&bigger->slots[j], memory_order_relaxed))
+      j= (j + 1) & bigger->mask;
+    atomic_store_explicit(&bigger->slots[j], entry, memory_order_relaxed);
+  }
+  bigger->older= t;
+  atomic_store_explicit(&cache->latest, bigger, memory_order_release);
+  return bigger;
+}
+
+enum key_cache_result key_cache_put_latest(struct key_cache *cache, unsigned key_id,
+                                           unsigned version)
+{
+  if (key_id == 0 || version == 0 || version == 0xFFFFFFFFu)
+  {
+    errno= EINVAL;
+    return KEY_CACHE_NO_MEMORY;
+  }
+  enum key_cache_result result;
+  pthread_mutex_lock(&cache->write_lock);
+  if (!find_record(cache, tag_of(key_id, version)))
+    result= KEY_CACHE_NO_BYTES;
+  else
+  {
+    struct latest_table *t= atomic_load_explicit(&cache->latest, memory_order_relaxed);
+    size_t i= slot_of(key_id, t->shift);
+    uint64_t entry;
+    while ((entry= atomic_load_explicit(&t->slots[i], memory_order_relaxed)) &&
+           (unsigned) (entry >> 32) != key_id)
+      i= (i + 1) & t->mask;
+    if (entry)
+    {
+      result= (unsigned) entry == version ? KEY_CACHE_PRESENT
+              : (unsigned) entry > version ? KEY_CACHE_CONFLICT : KEY_CACHE_ADDED;
+      if (result == KEY_CACHE_ADDED)
+        atomic_store_explicit(&t->slots[i], tag_of(key_id, version), memory_order_release);
+    }
+    else if (!(t= latest_table_with_room(cache)))
+      result= KEY_CACHE_NO_MEMORY;
+    else
+    {
+      for (i= slot_of(key_id, t->shift); atomic_load_explicit(&t->slots[i], memory_order_relaxed);)
+        i= (i + 1) & t->mask;
+      atomic_store_explicit(&t->slots[i], tag_of(key_id, version), memory_order_release);
+      atomic_fetch_add_explicit(&cache->id_count, 1, memory_order_relaxed);
+      result= KEY_CACHE_ADDED;
+    }
+  }
+  pthread_mutex_unlock(&cache->write_lock);
+  return result;
+}
+
+void key_cache_ids_begin(const struct key_cache *cache, struct key_cache_cursor *cursor)
+{
+  cursor->table= atomic_load_explicit(&cache->latest, memory_order_acquire);
+  cursor->next= 0;
+}
+
+int key_cache_ids_next(struct key_cache_cursor *cursor, unsigned *key_id)
+{
+  const struct latest_table *t= cursor->table;
+  while (cursor->next <= t->mask)
+  {
+    const uint64_t entry= atomic_load_explicit(&t->slots[cursor->next++], memory_order_acquire);
+    if (entry)
+    {
+      *key_id= (unsigned) (entry >> 32);
       return 1;
     }
   }
   return 0;
 }
 
-int key_cache_put_key(struct key_cache *cache, unsigned key_id, unsigned version,
-                      const unsigned char *bytes, unsigned length)
+unsigned long long key_cache_id_count(const struct key_cache *cache)
 {
-  if (length == 0 || length > KEY_CACHE_MAX_KEY_LENGTH || key_id == 0 || version == 0)
-    return -1;
-  const uint64_t tag= tag_of(key_id, version);
-  int result= -1;
-  pthread_mutex_lock(&cache->write_lock);
-  if (atomic_load_explicit(&cache->key_count, memory_order_relaxed) < KEY_SLOTS / 4 * 3)
-  {
-    size_t i= slot_of(tag, KEY_SLOTS);
-    for (;; i= (i + 1) & (KEY_SLOTS - 1))
-    {
-      struct key_slot *slot= &cache->keys[i];
-      uint64_t t= atomic_load_explicit(&slot->tag, memory_order_relaxed);
-      if (t == tag)
-      {
-        result= 0;
-        break;
-      }
-      if (t == 0)
-      {
-        memcpy(slot->bytes, bytes, length);
-        slot->length= length;
-        atomic_store_explicit(&slot->tag, tag, memory_order_release);
-        atomic_fetch_add_explicit(&cache->key_count, 1, memory_order_relaxed);
-        result= 1;
-        break;
-      }
-    }
-  }
-  pthread_mutex_unlock(&cache->write_lock);
-  return result;
-}
-
-int key_cache_put_latest(struct key_cache *cache, unsigned key_id, unsigned version)
-{
-  if (key_id == 0 || version == 0)
-    return -1;
-  int result= -1;
-  pthread_mutex_lock(&cache->write_lock);
-  size_t i= slot_of(key_id, LATEST_SLOTS);
-  for (size_t probes= 0; probes < LATEST_SLOTS; probes++, i= (i + 1) & (LATEST_SLOTS - 1))
-  {
-    uint64_t entry= atomic_load_explicit(&cache->latest[i], memory_order_relaxed);
-    if (entry != 0 && (unsigned) (entry >> 32) == key_id)
-    {
-      if ((unsigned) entry < version)
-        atomic_store_explicit(&cache->latest[i], tag_of(key_id, version), memory_order_release);
-      result= 0;
-      break;
-    }
-    if (entry == 0)
-    {
-      if (cache->latest_count < LATEST_SLOTS / 4 * 3)
-      {
-        atomic_store_explicit(&cache->latest[i], tag_of(key_id, version), memory_order_release);
-        cache->latest_count++;
-        result= 0;
-      }
-      break;
-    }
-  }
-  pthread_mutex_unlock(&cache->write_lock);
-  return result;
-}
-
-size_t key_cache_key_ids(const struct key_cache *cache, unsigned *ids, size_t max)
-{
-  size_t n= 0;
-  for (size_t i= 0; i < LATEST_SLOTS && n < max; i++)
-  {
-    uint64_t entry= atomic_load_explicit(&cache->latest[i], memory_order_acquire);
-    if (entry != 0)
-      ids[n++]= (unsigned) (entry >> 32);
-  }
-  return n;
+  return atomic_load_explicit(&cache->id_count, memory_order_relaxed);
 }
 
 unsigned long long key_cache_count(const struct key_cache *cache)
