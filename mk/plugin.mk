@@ -48,3 +48,37 @@ uninstall-plugin:
 
 demo: build
 	@bash scripts/demo.sh "$(BIN_DIR)" "$(PLUGIN_BUILD_DIR)" "$(RUN_DIR)/demo"
+
+# The test driver (tests/plugin_driver.c) and the plugin built twice more with sanitizers, for the
+# concurrent stress that `make test` runs: build/plugin-asan (AddressSanitizer and UBSan) and
+# build/plugin-tsan (ThreadSanitizer), each with its own driver built with the same flags.
+PLUGIN_DRIVER_SRC := tests/plugin_driver.c
+PLUGIN_DRIVER_CFLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -pthread -I$(MARIADB_INCLUDE) -Ibench \
+                        -DMYSQL_DYNAMIC_PLUGIN
+SANITIZE_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SANITIZE_tsan := -fsanitize=thread
+
+.PHONY: plugin-test-tools
+
+plugin-test-tools: $(PLUGIN_BUILD_DIR)/plugin_driver $(PLUGIN_BUILD_DIR)-asan/plugin_driver \
+                   $(PLUGIN_BUILD_DIR)-tsan/plugin_driver $(PLUGIN_BUILD_DIR)-asan/keybroker_key_management.so \
+                   $(PLUGIN_BUILD_DIR)-tsan/keybroker_key_management.so
+
+$(PLUGIN_BUILD_DIR)/plugin_driver: $(PLUGIN_DRIVER_SRC) bench/plugin_host.h mk/plugin.mk
+	@mkdir -p $(@D)
+	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $< -o $@ -ldl
+
+define sanitized_plugin
+$(PLUGIN_BUILD_DIR)-$(1)/%.o: $(PLUGIN_SRC_DIR)/%.c $(PLUGIN_HEADERS) mk/plugin.mk
+	@mkdir -p $$(@D)
+	$(PLUGIN_CC) $(PLUGIN_CFLAGS) -O1 $(SANITIZE_$(1)) -c $$< -o $$@
+
+$(PLUGIN_BUILD_DIR)-$(1)/keybroker_key_management.so: $(patsubst $(PLUGIN_SRC_DIR)/%.c,$(PLUGIN_BUILD_DIR)-$(1)/%.o,$(PLUGIN_SOURCES)) $(PLUGIN_SRC_DIR)/exports.map
+	$(PLUGIN_CC) $(PLUGIN_LDFLAGS) $(SANITIZE_$(1)) -o $$@ $$(filter %.o,$$^) $(PLUGIN_LDLIBS)
+
+$(PLUGIN_BUILD_DIR)-$(1)/plugin_driver: $(PLUGIN_DRIVER_SRC) bench/plugin_host.h mk/plugin.mk
+	@mkdir -p $$(@D)
+	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $(SANITIZE_$(1)) $$< -o $$@ -ldl
+endef
+$(eval $(call sanitized_plugin,asan))
+$(eval $(call sanitized_plugin,tsan))
