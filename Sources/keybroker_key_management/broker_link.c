@@ -3,6 +3,7 @@
 #include "broker_link.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -25,7 +26,11 @@ static struct
 {
   struct lane
   {
-    pthread_mutex_t lock;
+    /* A lock that can be waited for until a deadline: busy, under guard, with freed signalled
+       (pthread_mutex_clocklock would do, but ThreadSanitizer cannot see it). */
+    pthread_mutex_t guard;
+    pthread_cond_t freed;   /* on CLOCK_MONOTONIC */
+    bool busy;
     struct broker_client *client;
   } lanes[LANES];
   bool opened;
@@ -112,10 +117,28 @@ static void note_connected(const struct broker_client *client)
 
 /* ---- lanes ----------------------------------------------------------------------------------- */
 
-static int lock_until(pthread_mutex_t *lock, long long deadline)
+static int lock_until(struct lane *lane, long long deadline)
 {
   const struct timespec until= { deadline / 1000, (deadline % 1000) * 1000000 };
-  return pthread_mutex_clocklock(lock, CLOCK_MONOTONIC, &until);
+  int rc= 0;
+  pthread_mutex_lock(&lane->guard);
+  while (lane->busy && rc != ETIMEDOUT)
+    rc= pthread_cond_timedwait(&lane->freed, &lane->guard, &until);
+  if (!lane->busy)
+  {
+    lane->busy= true;
+    rc= 0;
+  }
+  pthread_mutex_unlock(&lane->guard);
+  return rc;
+}
+
+static void unlock(struct lane *lane)
+{
+  pthread_mutex_lock(&lane->guard);
+  lane->busy= false;
+  pthread_cond_signal(&lane->freed);
+  pthread_mutex_unlock(&lane->guard);
 }
 
 static int busy(struct broker_error *err)
@@ -165,7 +188,7 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
   }
   if (known_down(err))
     goto out;
-  if (lock_until(&lane->lock, deadline))
+  if (lock_until(lane, deadline))
   {
     busy(err);
     goto out;
@@ -206,19 +229,19 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
     retry_ms= retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
     if (wake >= deadline)
       break;
-    pthread_mutex_unlock(&lane->lock);
+    unlock(lane);
     if (broker_sleep_until(broker.cancel_fd, wake))
     {
       broker_fail(err, BROKER_FAILED_CANCELLED, 0, NULL);
       goto out;
     }
-    if (lock_until(&lane->lock, deadline))
+    if (lock_until(lane, deadline))
     {
       busy(err);
       goto out;
     }
   }
-  pthread_mutex_unlock(&lane->lock);
+  unlock(lane);
 out:
   atomic_fetch_sub(&broker.calls, 1);
   return rc;
@@ -237,7 +260,12 @@ int link_open(const char *socket_path, const char *instance, const char *client_
   pthread_mutex_init(&broker.health_lock, NULL);
   for (int i= 0; i < LANES; i++)
   {
-    pthread_mutex_init(&broker.lanes[i].lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&broker.lanes[i].freed, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&broker.lanes[i].guard, NULL);
     broker.lanes[i].client= broker_client_new(socket_path, instance, client_name, broker.cancel_fd,
                                             &broker_stats);
     if (!broker.lanes[i].client)
@@ -252,7 +280,7 @@ int link_start(long long wait_ms, struct broker_error *err)
   const long long start= broker_now_ms();
   long long delay= 50;
   int rc;
-  pthread_mutex_lock(&lane->lock);
+  lock_until(lane, LLONG_MAX / 2);
   while ((rc= broker_connect(lane->client, start + request_timeout_ms(), err)) &&
          broker_error_is_transient(err) && broker_now_ms() < start + wait_ms)
   {
@@ -270,7 +298,7 @@ int link_start(long long wait_ms, struct broker_error *err)
   }
   if (rc == 0)
     note_connected(lane->client);
-  pthread_mutex_unlock(&lane->lock);
+  unlock(lane);
   return rc;
 }
 
@@ -299,7 +327,8 @@ int link_close(long long deadline)
   {
     broker_client_free(broker.lanes[i].client);
     broker.lanes[i].client= NULL;
-    pthread_mutex_destroy(&broker.lanes[i].lock);
+    pthread_mutex_destroy(&broker.lanes[i].guard);
+    pthread_cond_destroy(&broker.lanes[i].freed);
   }
   pthread_mutex_destroy(&broker.health_lock);
   if (broker.cancel_fd >= 0)

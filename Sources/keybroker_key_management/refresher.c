@@ -20,7 +20,7 @@ static pthread_t thread;
 static bool started;
 static pthread_mutex_t lock= PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;   /* on CLOCK_MONOTONIC */
-static bool stopping, warm_up_pending, refresh_pending, new_period;  /* under lock */
+static bool stopping, warm_up_pending, refresh_pending, new_period, ended;  /* under lock */
 
 enum pass_result { PASS_DONE, PASS_BROKER_UNWELL, PASS_STOPPED };
 
@@ -183,6 +183,8 @@ static void *refresher_main(void *arg)
       retry_ms= RETRY_FIRST_MS;
     }
   }
+  ended= true;
+  pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&lock);
   return NULL;
 }
@@ -194,7 +196,7 @@ int refresher_start(void)
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
   pthread_cond_init(&wake, &attr);
   pthread_condattr_destroy(&attr);
-  stopping= warm_up_pending= refresh_pending= new_period= false;
+  stopping= warm_up_pending= refresh_pending= new_period= ended= false;
   const int rc= pthread_create(&thread, NULL, refresher_main, NULL);
   started= rc == 0;
   return rc;
@@ -229,8 +231,16 @@ int refresher_stop(long long deadline)
   if (started)
   {
     poke(&stopping);
+    /* A join bounded by the deadline (pthread_clockjoin_np would do, but ThreadSanitizer
+       cannot see it): the thread says when it has ended. */
     const struct timespec until= timespec_of(deadline);
-    if (pthread_clockjoin_np(thread, NULL, CLOCK_MONOTONIC, &until))
+    pthread_mutex_lock(&lock);
+    while (!ended && pthread_cond_timedwait(&wake, &lock, &until) != ETIMEDOUT) {}
+    const bool joinable= ended;
+    pthread_mutex_unlock(&lock);
+    if (joinable)
+      pthread_join(thread, NULL);
+    else
     {
       pthread_detach(thread);
       started= false;
