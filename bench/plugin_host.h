@@ -19,7 +19,7 @@ struct host_sysvar_str { MYSQL_PLUGIN_VAR_HEADER; char **value; const char *def_
 struct host_sysvar_uint { MYSQL_PLUGIN_VAR_HEADER; unsigned *value; unsigned def_val, min, max, blk; };
 
 /* Log lines and statement warnings: one line each on stderr. */
-static void host_print_error(unsigned nr, const char *format, unsigned long flags, ...)
+static inline void host_print_error(unsigned nr, const char *format, unsigned long flags, ...)
 {
   va_list ap;
   (void) nr; (void) flags;
@@ -39,7 +39,7 @@ static struct {
 /* LOCK_global_system_variables: update functions run one at a time. */
 static pthread_mutex_t host_variables_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static struct st_mysql_sys_var *host_find_var(struct st_maria_plugin *plugin, const char *name)
+static inline struct st_mysql_sys_var *host_find_var(struct st_maria_plugin *plugin, const char *name)
 {
   for (struct st_mysql_sys_var **v = plugin->system_vars; *v; v++)
     if (!strcmp(((struct host_sysvar_str *) *v)->name, name))
@@ -48,7 +48,7 @@ static struct st_mysql_sys_var *host_find_var(struct st_maria_plugin *plugin, co
 }
 
 /* Every variable to its default, as the server does before init. */
-static void host_set_defaults(struct st_maria_plugin *plugin)
+static inline void host_set_defaults(struct st_maria_plugin *plugin)
 {
   for (struct st_mysql_sys_var **v = plugin->system_vars; *v; v++)
   {
@@ -61,7 +61,7 @@ static void host_set_defaults(struct st_maria_plugin *plugin)
 }
 
 /* Before init: the value is stored, as from the option file. 0, or -1 for an unknown name. */
-static int host_set_var(struct st_maria_plugin *plugin, const char *name, const char *value)
+static inline int host_set_var(struct st_maria_plugin *plugin, const char *name, const char *value)
 {
   struct st_mysql_sys_var *v = host_find_var(plugin, name);
   if (!v)
@@ -75,7 +75,7 @@ static int host_set_var(struct st_maria_plugin *plugin, const char *name, const 
 }
 
 /* After init: SET GLOBAL name = value, through the variable's update function. */
-static int host_update_var(struct st_maria_plugin *plugin, const char *name, int value)
+static inline int host_update_var(struct st_maria_plugin *plugin, const char *name, int value)
 {
   struct host_sysvar_uint *u = (struct host_sysvar_uint *) host_find_var(plugin, name);
   if (!u)
@@ -90,7 +90,7 @@ static int host_update_var(struct st_maria_plugin *plugin, const char *name, int
 }
 
 /* Loads the plugin and fills in the service it uses; NULL with a message on stderr. */
-static struct st_maria_plugin *host_load_plugin(const char *so)
+static inline struct st_maria_plugin *host_load_plugin(const char *so)
 {
   void *handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
   if (!handle)
@@ -111,7 +111,7 @@ static struct st_maria_plugin *host_load_plugin(const char *so)
 }
 
 /* SHOW GLOBAL STATUS: calls the plugin's SHOW_FUNC and prints "name value" pairs on one line. */
-static void host_print_status(struct st_maria_plugin *plugin, FILE *out)
+static inline void host_print_status(struct st_maria_plugin *plugin, FILE *out)
 {
   typedef int (*show_func)(void *, struct st_mysql_show_var *, void *, void *, int);
   char buff[SHOW_VAR_FUNC_BUFF_SIZE] __attribute__((aligned(16)));

@@ -69,18 +69,32 @@ static inline uint64_t tag_of(unsigned key_id, unsigned version)
   return (uint64_t) key_id << 32 | version;
 }
 
-/* Fibonacci hashing: dense small ids spread evenly over the table. */
-static inline size_t slot_of(uint64_t x, unsigned shift)
+/*
+  Slots come in groups: 8 latest versions (one cache line), 8 key slots (two). Consecutive ids
+  fill a group, so servers whose key ids are dense (the usual case) read one line for 8
+  neighbouring ids; groups are spread by Fibonacci hashing, so ids that share low bits or a stride
+  still scatter over the table.
+*/
+#define LATEST_GROUP_BITS 3
+#define KEY_GROUP_BITS 3
+#define FIBONACCI 0x9E3779B97F4A7C15ull
+
+static inline size_t latest_slot(unsigned key_id, unsigned shift)
 {
-  return (size_t) ((x * 0x9E3779B97F4A7C15ull) >> shift);
+  const uint64_t group= (uint64_t) (key_id >> LATEST_GROUP_BITS) * FIBONACCI;
+  return (size_t) (group >> shift) << LATEST_GROUP_BITS | (key_id & ((1u << LATEST_GROUP_BITS) - 1));
 }
 
-static unsigned log2_of(size_t slots)
+static inline size_t key_slot_of(uint64_t tag, unsigned shift)
 {
-  unsigned n= 0;
-  while ((size_t) 1 << n < slots)
-    n++;
-  return n;
+  const uint32_t key_id= (uint32_t) (tag >> 32);
+  const uint64_t group= ((uint64_t) (key_id >> KEY_GROUP_BITS) | tag << 32) * FIBONACCI;
+  return (size_t) (group >> shift) << KEY_GROUP_BITS | (key_id & ((1u << KEY_GROUP_BITS) - 1));
+}
+
+static unsigned log2_of(size_t slots)  /* slots is a power of two */
+{
+  return (unsigned) __builtin_ctzll(slots);
 }
 
 static void *map_zeroed(size_t bytes)
@@ -89,8 +103,8 @@ static void *map_zeroed(size_t bytes)
   return p == MAP_FAILED ? NULL : p;
 }
 
-/* Both tables start with older, mapped, mask and shift, in that order. */
-static void *new_table(size_t header, size_t slot_size, size_t slots)
+/* Both tables start with older, mapped, mask and shift, in that order. shift picks a group. */
+static void *new_table(size_t header, size_t slot_size, size_t slots, unsigned group_bits)
 {
   const size_t bytes= header + slots * slot_size;
   struct latest_table *t= map_zeroed(bytes);
@@ -98,19 +112,19 @@ static void *new_table(size_t header, size_t slot_size, size_t slots)
   {
     t->mapped= bytes;
     t->mask= slots - 1;
-    t->shift= 64 - log2_of(slots);
+    t->shift= 64 - (log2_of(slots) - group_bits);
   }
   return t;
 }
 
 static struct latest_table *new_latest_table(size_t slots)
 {
-  return new_table(sizeof(struct latest_table), sizeof(uint64_t), slots);
+  return new_table(sizeof(struct latest_table), sizeof(uint64_t), slots, LATEST_GROUP_BITS);
 }
 
 static struct key_table *new_key_table(size_t slots)
 {
-  return new_table(sizeof(struct key_table), sizeof(struct key_slot), slots);
+  return new_table(sizeof(struct key_table), sizeof(struct key_slot), slots, KEY_GROUP_BITS);
 }
 
 /* Key bytes must never reach swap or a core file. Under write_lock (or before publishing). */
@@ -172,16 +186,10 @@ void key_cache_free(struct key_cache *cache)
 {
   if (!cache)
     return;
-  for (struct latest_table *t= atomic_load(&cache->latest), *older; t; t= older)
-  {
-    older= t->older;
-    munmap(t, t->mapped);
-  }
-  for (struct key_table *t= atomic_load(&cache->keys), *older; t; t= older)
-  {
-    older= t->older;
-    munmap(t, t->mapped);
-  }
+#define UNMAP_TABLES(newest) \
+  for (__typeof__(newest) t= (newest), older; t; t= older) { older= t->older; munmap(t, t->mapped); }
+  UNMAP_TABLES(atomic_load(&cache->latest));
+  UNMAP_TABLES(atomic_load(&cache->keys));
   for (struct record_chunk *c= cache->chunks, *next; c; c= next)
   {
     next= c->next;
@@ -196,7 +204,7 @@ unsigned key_cache_latest(const struct key_cache *cache, unsigned key_id)
 {
   const struct latest_table *t= atomic_load_explicit(&cache->latest, memory_order_acquire);
   /* At most 3/4 full: the probe meets an empty slot. */
-  for (size_t i= slot_of(key_id, t->shift);; i= (i + 1) & t->mask)
+  for (size_t i= latest_slot(key_id, t->shift);; i= (i + 1) & t->mask)
   {
     const uint64_t entry= atomic_load_explicit(&t->slots[i], memory_order_acquire);
     if (entry == 0)
@@ -209,7 +217,7 @@ unsigned key_cache_latest(const struct key_cache *cache, unsigned key_id)
 static const struct key_record *find_record(const struct key_cache *cache, uint64_t tag)
 {
   const struct key_table *t= atomic_load_explicit(&cache->keys, memory_order_acquire);
-  for (size_t i= slot_of(tag, t->shift);; i= (i + 1) & t->mask)
+  for (size_t i= key_slot_of(tag, t->shift);; i= (i + 1) & t->mask)
   {
     const uint64_t found= atomic_load_explicit(&t->slots[i].tag, memory_order_acquire);
     if (found == tag)
@@ -282,7 +290,7 @@ static struct key_table *key_table_with_room(struct key_cache *cache)
     const uint64_t tag= atomic_load_explicit(&t->slots[i].tag, memory_order_relaxed);
     if (!tag)
       continue;
-    size_t j= slot_of(tag, bigger->shift);
+    size_t j= key_slot_of(tag, bigger->shift);
     while (atomic_load_explicit(&bigger->slots[j].tag, memory_order_relaxed))
       j= (j + 1) & bigger->mask;
     bigger->slots[j].record= t->slots[i].record;
@@ -331,7 +339,7 @@ enum key_cache_result key_cache_put_key(struct key_cache *cache, unsigned key_id
         atomic_store_explicit(&r->words[w], word, memory_order_relaxed);
       }
       r->length= length;
-      size_t i= slot_of(tag, t->shift);
+      size_t i= key_slot_of(tag, t->shift);
       while (atomic_load_explicit(&t->slots[i].tag, memory_order_relaxed))
         i= (i + 1) & t->mask;
       t->slots[i].record= r;
@@ -358,7 +366,7 @@ static struct latest_table *latest_table_with_room(struct key_cache *cache)
     const uint64_t entry= atomic_load_explicit(&t->slots[i], memory_order_relaxed);
     if (!entry)
       continue;
-    size_t j= slot_of((unsigned) (entry >> 32), bigger->shift);
+    size_t j= latest_slot((unsigned) (entry >> 32), bigger->shift);
     while (atomic_load_explicit(&bigger->slots[j], memory_order_relaxed))
       j= (j + 1) & bigger->mask;
     atomic_store_explicit(&bigger->slots[j], entry, memory_order_relaxed);
@@ -383,7 +391,7 @@ enum key_cache_result key_cache_put_latest(struct key_cache *cache, unsigned key
   else
   {
     struct latest_table *t= atomic_load_explicit(&cache->latest, memory_order_relaxed);
-    size_t i= slot_of(key_id, t->shift);
+    size_t i= latest_slot(key_id, t->shift);
     uint64_t entry;
     while ((entry= atomic_load_explicit(&t->slots[i], memory_order_relaxed)) &&
            (unsigned) (entry >> 32) != key_id)
@@ -399,7 +407,7 @@ enum key_cache_result key_cache_put_latest(struct key_cache *cache, unsigned key
       result= KEY_CACHE_NO_MEMORY;
     else
     {
-      for (i= slot_of(key_id, t->shift); atomic_load_explicit(&t->slots[i], memory_order_relaxed);)
+      for (i= latest_slot(key_id, t->shift); atomic_load_explicit(&t->slots[i], memory_order_relaxed);)
         i= (i + 1) & t->mask;
       atomic_store_explicit(&t->slots[i], tag_of(key_id, version), memory_order_release);
       atomic_fetch_add_explicit(&cache->id_count, 1, memory_order_relaxed);
