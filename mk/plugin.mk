@@ -61,12 +61,18 @@ SANITIZE_tsan := -fsanitize=thread
 .PHONY: plugin-test-tools
 
 plugin-test-tools: $(PLUGIN_BUILD_DIR)/plugin_driver $(PLUGIN_BUILD_DIR)-asan/plugin_driver \
+                   $(PLUGIN_BUILD_DIR)/key_cache_test $(PLUGIN_BUILD_DIR)-tsan/key_cache_test \
                    $(PLUGIN_BUILD_DIR)-tsan/plugin_driver $(PLUGIN_BUILD_DIR)-asan/keybroker_key_management.so \
                    $(PLUGIN_BUILD_DIR)-tsan/keybroker_key_management.so
 
 $(PLUGIN_BUILD_DIR)/plugin_driver: $(PLUGIN_DRIVER_SRC) bench/plugin_host.h mk/plugin.mk
 	@mkdir -p $(@D)
 	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $< -o $@ -ldl
+
+# The key cache on its own (tests/key_cache_test.c), with and without ThreadSanitizer.
+$(PLUGIN_BUILD_DIR)/key_cache_test: tests/key_cache_test.c $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache.h mk/plugin.mk
+	@mkdir -p $(@D)
+	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) -O2 -I$(PLUGIN_SRC_DIR) $< $(PLUGIN_SRC_DIR)/key_cache.c -o $@
 
 define sanitized_plugin
 $(PLUGIN_BUILD_DIR)-$(1)/%.o: $(PLUGIN_SRC_DIR)/%.c $(PLUGIN_HEADERS) mk/plugin.mk
@@ -79,6 +85,10 @@ $(PLUGIN_BUILD_DIR)-$(1)/keybroker_key_management.so: $(patsubst $(PLUGIN_SRC_DI
 $(PLUGIN_BUILD_DIR)-$(1)/plugin_driver: $(PLUGIN_DRIVER_SRC) bench/plugin_host.h mk/plugin.mk
 	@mkdir -p $$(@D)
 	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $(SANITIZE_$(1)) $$< -o $$@ -ldl
+
+$(PLUGIN_BUILD_DIR)-$(1)/key_cache_test: tests/key_cache_test.c $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache.h mk/plugin.mk
+	@mkdir -p $$(@D)
+	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $(SANITIZE_$(1)) -I$(PLUGIN_SRC_DIR) $$< $(PLUGIN_SRC_DIR)/key_cache.c -o $$@
 endef
 $(eval $(call sanitized_plugin,asan))
 $(eval $(call sanitized_plugin,tsan))

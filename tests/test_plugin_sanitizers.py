@@ -60,3 +60,16 @@ def test_concurrent_stress_without_reports(tmp_path, variant):
     assert not reports, "\n".join(d.err_lines[-200:])
     assert code == 0, d.log[-4000:]
     assert "rotated key" in d.log and "reconnected to key broker" in d.log
+
+
+@pytest.mark.parametrize("variant,ids", [("", 100_000), ("tsan", 20_000)])
+def test_key_cache_grows_to_a_million_entries_under_readers(variant, ids):
+    """tests/key_cache_test.c: 100,000 ids × 10 versions (1,000,000 entries) published while three
+    readers look up everything published so far; the ThreadSanitizer build with fewer ids."""
+    import subprocess
+    from plugin_driver import BUILD
+    binary = BUILD / ("plugin" + (f"-{variant}" if variant else "")) / "key_cache_test"
+    cmd = ([] if not variant else ["setarch", "-R"]) + [str(binary), str(ids), "10", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=SANITIZER_ENV)
+    assert r.returncode == 0 and r.stdout.startswith(f"ok {ids} {ids * 10}"), r.stdout + r.stderr[-4000:]
+    assert not any(rep in r.stderr for rep in REPORTS), r.stderr[-4000:]
