@@ -13,6 +13,7 @@
    rotate N                -> rotate MS              SET GLOBAL ..._rotate_key = N
    cpu MS                  -> cpu CPU_SECONDS WALL_SECONDS   of this process, while it sleeps
    status                  -> status NAME VALUE ...
+   limit_memory MB         -> limit_memory           address space: what is mapped now plus MB
    busy_deinit MISSES HITS FIRST  -> busy_deinit MS BAD   deinit while lookups run on other threads
    stress MS READERS IDS   -> stress INVALID CALLS   readers over ids 1..IDS, rotations, TTL and
                                                      timeout changes, all at once
@@ -283,6 +284,17 @@ static void command(char *line)
   }
   else if (!strcmp(line, "status"))
     host_print_status(plugin, stdout);
+  else if (sscanf(line, "limit_memory %d", &n) == 1)
+  {
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lu", &pages) != 1)
+      pages = 0;
+    if (f)
+      fclose(f);
+    const struct rlimit limit = { pages * 4096 + (rlim_t) n * 1048576, RLIM_INFINITY };
+    printf("limit_memory %d\n", setrlimit(RLIMIT_AS, &limit));
+  }
   else if (sscanf(line, "busy_deinit %d %d %u", &n, &m, &a) == 3)
     busy_deinit(n, m, a);
   else if (sscanf(line, "stress %d %d %u", &n, &m, &c) == 3)

@@ -64,6 +64,27 @@ def test_100000_key_ids_stay_cached_with_the_broker_gone(tmp_path):
     assert "cannot grow" not in d.log
 
 
+def test_out_of_memory_fails_only_the_lookup_that_could_not_be_cached(tmp_path):
+    """The cache grows until mmap fails: then the new key fails with one clear line, and every key
+    cached before still answers."""
+    floor = subprocess.Popen([str(c_tool("floor_server")), str(tmp_path / "floor.sock"), "150000", "1"])
+    try:
+        time.sleep(0.3)
+        d = Driver(str(tmp_path / "floor.sock"))
+        assert d.init()[0] == 0, d.log
+        assert d.cmd("range 1 1000")[0] == "0"
+        assert d.cmd("limit_memory 3") == ["0"]
+        invalid, _ = d.cmd("range 1001 150000", timeout=300)
+        assert 0 < int(invalid) < 149000, "some ids fitted, and the rest failed"
+        assert d.cmd("range 1 1000")[0] == "0", "keys cached before still answer"
+    finally:
+        floor.terminate()
+        floor.wait()
+    d.close()
+    assert d.log.count("cannot grow the key cache") == 1, d.log[-2000:]
+    assert "the lookup fails; keys already cached stay in use" in d.log
+
+
 def test_impossible_versions_never_reach_innodb(broker, driver):
     """Before: a LATEST_KEY answer of 0xFFFFFFFF was cached as the latest version (InnoDB aborted
     2 s later) and the warm-up walked down from 0xFFFFFFFE, one GET_KEY per version."""
