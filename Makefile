@@ -26,20 +26,20 @@ swift-build:
 release:
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(BUILD_DIR)
 
-# Other parts (the MariaDB plugin, systemd, SELinux, bench) add their prerequisites to these
-# targets from their own mk/*.mk files.
+# Other parts (the MariaDB plugin, systemd, SELinux, test tools, bench, fuzzing) add their
+# prerequisites to these targets from their own mk/*.mk files, included at the end in this order.
 build: swift-build
 
 run: deps build
 	@bash scripts/run.sh "$(BIN_DIR)" "$(RUN_DIR)"
 
-test: deps build test-swift test-integration
+test: deps build test-tools test-swift test-integration
 
 test-swift:
 	$(SWIFT) test --scratch-path $(BUILD_DIR)
 
 test-integration:
-	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(PYTEST) -q -p no:cacheprovider tests
+	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) $(PYTEST) -q -p no:cacheprovider IntegrationTests
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
@@ -52,4 +52,12 @@ uninstall:
 clean:
 	rm -rf $(BUILD_DIR) $(RUN_DIR)
 
--include mk/*.mk
+# The plugin first (others name its sources and flags), then installation, which systemd and
+# SELinux extend, then what builds on all of them.
+include mk/plugin.mk
+include mk/install.mk
+include mk/systemd.mk
+include mk/selinux.mk
+include mk/bench.mk
+include mk/tools.mk
+include mk/fuzz.mk

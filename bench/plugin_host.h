@@ -1,5 +1,5 @@
 /* The part of mariadbd that a key-management plugin sees, for the tools that load the real
-   keybroker_key_management.so without a server (tests/plugin_driver.c, tests/plugin_harness.c,
+   keybroker_key_management.so without a server (IntegrationTests/plugin/plugin_driver.c and plugin_harness.c,
    bench/keybench.c): dlopen, the error-printing service, system variables set before init the
    way the server sets them, and changed afterwards through their update functions, under one
    lock, as SET GLOBAL does. */

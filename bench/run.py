@@ -42,9 +42,9 @@ def parse_args():
 
 
 ARGS = parse_args()
-# tests/broker.py reads the binary directory when imported.
+# IntegrationTests/support/broker.py reads the binary directory when imported.
 os.environ["KEYBROKER_BIN_DIR"] = str(Path(ARGS.bin_dir).resolve())
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "IntegrationTests" / "support"))
 
 import kbproto  # noqa: E402
 from broker import Broker, me, wait_for_socket  # noqa: E402
@@ -287,7 +287,7 @@ def wait_for_line(path, offset, needle, timeout):
 
 
 def row_warm_up(work):
-    """The delaying proxy of tests/test_aws_warmup.py in front of moto. moto spends about 3 ms of
+    """The delaying proxy of IntegrationTests/aws/test_aws_warmup.py in front of moto. moto spends about 3 ms of
     CPU on each Decrypt, one request at a time (about 300 a second on this machine), which would
     cap every warm-up below the broker's own speed; so the proxy records moto's answer to each
     Decrypt in one live warm-up (timed and reported as well) and the timed runs get those same

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus in fuzz/corpus/ from tests/kbproto.py (the independent Python codec).
+"""Writes the seed corpus in fuzz/corpus/ from IntegrationTests/support/kbproto.py (the independent Python codec).
 
 Each file is one inbound byte stream: valid frames of every op and response, pipelined streams,
 and malformed frames. Run it again after a protocol change; the files are committed.
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "IntegrationTests" / "support"))
 import kbproto as kb  # noqa: E402
 
 OUT = ROOT / "fuzz" / "corpus"

@@ -2,8 +2,6 @@
 # optimised daemon (`release`) and the plugin as installed (`plugin`); the C tools build here.
 
 BENCH_SRC_DIR   := bench
-# Spelled out: mk/plugin.mk, which names it too, is read after this file.
-BENCH_PLUGIN_SRC := Sources/keybroker_key_management
 BENCH_BUILD_DIR := build/bench
 BENCH_CC        ?= cc
 # The plugin's own optimisation level, so its client code runs as it does inside mariadbd.
@@ -30,10 +28,10 @@ $(BENCH_BUILD_DIR)/floor_server: $(BENCH_SRC_DIR)/floor_server.c $(BENCH_SRC_DIR
 
 # The plugin's client (broker_client.c and its two companions) is compiled in unchanged: the
 # round-trip row runs the plugin's real client code.
-BENCH_CLIENT_SRC := $(addprefix $(BENCH_PLUGIN_SRC)/,broker_client.c broker_error.c broker_requests.c)
+BENCH_CLIENT_SRC := $(addprefix $(PLUGIN_SRC_DIR)/,broker_client.c broker_error.c broker_requests.c)
 $(BENCH_BUILD_DIR)/keybench: $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/wire.h $(BENCH_SRC_DIR)/mutex_key_table.c \
     $(BENCH_SRC_DIR)/mutex_key_table.h $(BENCH_SRC_DIR)/plugin_host.h $(BENCH_CLIENT_SRC) \
-    $(BENCH_PLUGIN_SRC)/broker_client.h $(BENCH_PLUGIN_SRC)/broker_wire.h mk/bench.mk
+    $(PLUGIN_SRC_DIR)/broker_client.h $(PLUGIN_SRC_DIR)/broker_wire.h mk/bench.mk
 	@mkdir -p $(BENCH_BUILD_DIR)
-	$(BENCH_CC) $(BENCH_CFLAGS) -fno-strict-aliasing -I$(MARIADB_INCLUDE) -I$(BENCH_PLUGIN_SRC) -DMYSQL_DYNAMIC_PLUGIN \
+	$(BENCH_CC) $(BENCH_CFLAGS) -fno-strict-aliasing -I$(MARIADB_INCLUDE) -I$(PLUGIN_SRC_DIR) -DMYSQL_DYNAMIC_PLUGIN \
 	  $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/mutex_key_table.c $(BENCH_CLIENT_SRC) -o $@ -ldl

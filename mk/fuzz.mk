@@ -1,6 +1,6 @@
 # Hostile input (issue 6): `make fuzz` runs the libFuzzer target for the wire decoder for
 # FUZZ_SECONDS; `make soak` runs the long forms of the fuzzer, the crash-safety kill loop and the
-# hostile-client test. `make test` runs all three briefly (tests/test_fuzz.py and friends).
+# hostile-client test. `make test` runs all three briefly (IntegrationTests/daemon/test_fuzz.py and friends).
 #
 # The fuzzer is not a SwiftPM product: SwiftPM builds BrokerProtocol and its NIOCore closure with
 # --sanitize fuzzer --sanitize address into its own scratch path, then swiftc links
@@ -46,6 +46,6 @@ fuzz: $(FUZZ_BIN)
 soak: deps build
 	$(MAKE) fuzz FUZZ_SECONDS=$(SOAK_FUZZ_SECONDS)
 	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) KEYBROKER_KILLS=$(SOAK_KILLS) \
-		$(PYTEST) -q -s -p no:cacheprovider tests/test_crash_safety.py
+		$(PYTEST) -q -s -p no:cacheprovider IntegrationTests/daemon/test_crash_safety.py
 	KEYBROKER_BIN_DIR=$(CURDIR)/$(BIN_DIR) KEYBROKER_HOSTILE_CONNECTIONS=$(SOAK_HOSTILE_CONNECTIONS) \
-		$(PYTEST) -q -s -p no:cacheprovider tests/test_hostile_clients.py
+		$(PYTEST) -q -s -p no:cacheprovider IntegrationTests/daemon/test_hostile_clients.py

@@ -49,30 +49,16 @@ uninstall-plugin:
 demo: build
 	@bash scripts/demo.sh "$(BIN_DIR)" "$(PLUGIN_BUILD_DIR)" "$(RUN_DIR)/demo"
 
-# The test driver (tests/plugin_driver.c) and the plugin built twice more with sanitizers, for the
-# concurrent stress that `make test` runs: build/plugin-asan (AddressSanitizer and UBSan) and
-# build/plugin-tsan (ThreadSanitizer), each with its own driver built with the same flags.
-PLUGIN_DRIVER_SRC := tests/plugin_driver.c
-PLUGIN_DRIVER_CFLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror -pthread -I$(MARIADB_INCLUDE) -Ibench \
-                        -DMYSQL_DYNAMIC_PLUGIN
+# The plugin built twice more with sanitizers, for the concurrent stress that `make test` runs
+# (the drivers that load them are test tools, mk/tools.mk): build/plugin-asan (AddressSanitizer
+# and UBSan) and build/plugin-tsan (ThreadSanitizer).
 SANITIZE_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SANITIZE_tsan := -fsanitize=thread
+SANITIZED_PLUGINS := $(PLUGIN_BUILD_DIR)-asan/keybroker_key_management.so $(PLUGIN_BUILD_DIR)-tsan/keybroker_key_management.so
 
-.PHONY: plugin-test-tools
+.PHONY: plugin-sanitized
 
-plugin-test-tools: $(PLUGIN_BUILD_DIR)/plugin_driver $(PLUGIN_BUILD_DIR)-asan/plugin_driver \
-                   $(PLUGIN_BUILD_DIR)/key_cache_test $(PLUGIN_BUILD_DIR)-tsan/key_cache_test \
-                   $(PLUGIN_BUILD_DIR)-tsan/plugin_driver $(PLUGIN_BUILD_DIR)-asan/keybroker_key_management.so \
-                   $(PLUGIN_BUILD_DIR)-tsan/keybroker_key_management.so
-
-$(PLUGIN_BUILD_DIR)/plugin_driver: $(PLUGIN_DRIVER_SRC) bench/plugin_host.h mk/plugin.mk
-	@mkdir -p $(@D)
-	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $< -o $@ -ldl
-
-# The key cache on its own (tests/key_cache_test.c), with and without ThreadSanitizer.
-$(PLUGIN_BUILD_DIR)/key_cache_test: tests/key_cache_test.c $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache.h mk/plugin.mk
-	@mkdir -p $(@D)
-	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) -O2 -I$(PLUGIN_SRC_DIR) $< $(PLUGIN_SRC_DIR)/key_cache.c -o $@
+plugin-sanitized: $(SANITIZED_PLUGINS)
 
 define sanitized_plugin
 $(PLUGIN_BUILD_DIR)-$(1)/%.o: $(PLUGIN_SRC_DIR)/%.c $(PLUGIN_HEADERS) mk/plugin.mk
@@ -81,14 +67,6 @@ $(PLUGIN_BUILD_DIR)-$(1)/%.o: $(PLUGIN_SRC_DIR)/%.c $(PLUGIN_HEADERS) mk/plugin.
 
 $(PLUGIN_BUILD_DIR)-$(1)/keybroker_key_management.so: $(patsubst $(PLUGIN_SRC_DIR)/%.c,$(PLUGIN_BUILD_DIR)-$(1)/%.o,$(PLUGIN_SOURCES)) $(PLUGIN_SRC_DIR)/exports.map
 	$(PLUGIN_CC) $(PLUGIN_LDFLAGS) $(SANITIZE_$(1)) -o $$@ $$(filter %.o,$$^) $(PLUGIN_LDLIBS)
-
-$(PLUGIN_BUILD_DIR)-$(1)/plugin_driver: $(PLUGIN_DRIVER_SRC) bench/plugin_host.h mk/plugin.mk
-	@mkdir -p $$(@D)
-	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $(SANITIZE_$(1)) $$< -o $$@ -ldl
-
-$(PLUGIN_BUILD_DIR)-$(1)/key_cache_test: tests/key_cache_test.c $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache.h mk/plugin.mk
-	@mkdir -p $$(@D)
-	$(PLUGIN_CC) $(PLUGIN_DRIVER_CFLAGS) $(SANITIZE_$(1)) -I$(PLUGIN_SRC_DIR) $$< $(PLUGIN_SRC_DIR)/key_cache.c -o $$@
 endef
 $(eval $(call sanitized_plugin,asan))
 $(eval $(call sanitized_plugin,tsan))

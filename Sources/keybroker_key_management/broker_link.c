@@ -44,6 +44,7 @@ static struct
   long long down_since, next_attempt, backoff_ms;
   struct broker_error last_error;
   unsigned seed;
+  void (*on_outage)(void);
 } broker;
 
 /* ---- health ---------------------------------------------------------------------------------- */
@@ -83,7 +84,8 @@ static void note_failure(const struct broker_error *err)
   char text[320];
   pthread_mutex_lock(&broker.health_lock);
   const long long now= broker_now_ms();
-  if (!broker.down)
+  const bool went_down= !broker.down;
+  if (went_down)
   {
     broker.down= true;
     broker.down_since= now;
@@ -96,6 +98,8 @@ static void note_failure(const struct broker_error *err)
   broker.backoff_ms= broker.backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : broker.backoff_ms * 2;
   broker.last_error= *err;
   pthread_mutex_unlock(&broker.health_lock);
+  if (went_down && broker.on_outage)
+    broker.on_outage();  /* outside health_lock: the refresher takes its own lock, then this one */
 }
 
 static void note_connected(const struct broker_client *client)
@@ -193,6 +197,8 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
     busy(err);
     goto out;
   }
+  if (r->kind == REQUEST_NONE)
+    broker_disconnect(lane->client);  /* a reconnect attempt tests the broker for real */
   for (bool stale_retry= true;;)
   {
     const bool was_connected= broker_is_connected(lane->client);
@@ -206,8 +212,12 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
       }
       note_connected(lane->client);
     }
-    if ((rc= send_request(lane->client, r, deadline, err)) == 0 ||
-        err->failure == BROKER_FAILED_CANCELLED)
+    if ((rc= send_request(lane->client, r, deadline, err)) == 0)
+    {
+      note_connected(lane->client);  /* an answer: the broker is back, if it was away */
+      break;
+    }
+    if (err->failure == BROKER_FAILED_CANCELLED)
       break;
     /* The broker closed the connection while it was idle (idle_timeout_ms, a restart). */
     if (was_connected && stale_retry && err->failure == BROKER_FAILED_IO &&
@@ -249,9 +259,11 @@ out:
 
 /* ---- the interface --------------------------------------------------------------------------- */
 
-int link_open(const char *socket_path, const char *instance, const char *client_name)
+int link_open(const char *socket_path, const char *instance, const char *client_name,
+              void (*on_outage)(void))
 {
   memset(&broker, 0, sizeof broker);
+  broker.on_outage= on_outage;
   broker.opened= true;
   broker.cancel_fd= eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (broker.cancel_fd < 0)

@@ -29,8 +29,10 @@ enum broker_lane
 
 extern struct broker_stats broker_stats;
 
-/* -1 with errno (ENAMETOOLONG for a path or name that does not fit: never truncated). */
-int link_open(const char *socket_path, const char *instance, const char *client_name);
+/* -1 with errno (ENAMETOOLONG for a path or name that does not fit: never truncated).
+   on_outage is called (with no lock held) when the broker is found away. */
+int link_open(const char *socket_path, const char *instance, const char *client_name,
+              void (*on_outage)(void));
 
 /* Connects the lookup lane; when the broker is not there yet and wait_ms > 0, says so and
    retries until wait_ms have passed. 0 or -1. */

@@ -325,7 +325,7 @@ static int keybroker_init(void *p)
 
   snprintf(client_name, sizeof client_name, "keybroker_key_management/" PLUGIN_VERSION
            " (mariadbd pid %ld)", (long) getpid());
-  if (link_open(socket_path, instance, client_name))
+  if (link_open(socket_path, instance, client_name, refresher_want_refresh))
   {
     log_line(SEVERITY_ERROR, "cannot set up the broker connection: %s", strerror(errno));
     goto fail;

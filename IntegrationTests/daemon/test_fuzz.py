@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from broker import ROOT  # noqa: E402
 FUZZER = ROOT / ".build-fuzz" / "keybroker-decoder-fuzzer"
 CORPUS = ROOT / "fuzz" / "corpus"
 SECONDS = int(os.environ.get("KEYBROKER_FUZZ_SECONDS", "25"))

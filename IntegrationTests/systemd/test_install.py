@@ -17,7 +17,7 @@ import pytest
 from broker import KEYBROKERCTL, KEYBROKERD
 from test_systemd_units import MAX_EXPOSURE, exposure, stage_units, systemd_analyze
 
-ROOT = Path(__file__).resolve().parent.parent
+from broker import ROOT  # noqa: E402
 
 
 def make(target, destdir, prefix, *extra):

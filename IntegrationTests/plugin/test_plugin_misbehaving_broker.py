@@ -1,7 +1,7 @@
-"""The plugin against a broker that lies, stalls or goes away (tests/misbehaving_broker.py, the
+"""The plugin against a broker that lies, stalls or goes away (IntegrationTests/support/misbehaving_broker.py, the
 one hand-written fake of these tests), and against the C floor server for 100,000 key ids.
 
-The plugin runs as mariadbd runs it, loaded by tests/plugin_driver.c. Each test asserts what the
+The plugin runs as mariadbd runs it, loaded by IntegrationTests/plugin/plugin_driver.c. Each test asserts what the
 server would see: no INVALID for a key already cached (InnoDB aborts on it), bounded waits, one
 ROTATE frame, CPU time while the broker is away, the time deinit takes, and the log lines.
 """
@@ -12,7 +12,7 @@ import time
 import pytest
 
 import kbproto
-from conftest import c_tool
+from tools import c_tool
 from misbehaving_broker import (CLOSE, HALF, NEVER, MisbehavingBroker, answer, delayed, failure,
                                 key_answer, latest_answer)
 from plugin_driver import Driver, build_test_tools
@@ -261,6 +261,21 @@ def test_no_spin_while_the_broker_is_away(broker, driver):
     while driver.status()["keys_cached"] < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert driver.status()["keys_cached"] == 3, "the warm-up finished once the broker was back"
+    assert driver.log.count("reconnected to key broker") == 1
+
+
+def test_broker_restart_while_both_connections_are_idle(broker, driver):
+    """The broker restarts while nothing is asked: the outage is noticed on the next miss, and the
+    refresher's reconnect (a fresh connection, not the stale one) ends it."""
+    assert driver.latest(1)[0] == 1
+    broker.stop()
+    assert driver.latest(2)[0] == INVALID
+    broker.start()
+    deadline = time.monotonic() + 10
+    while not driver.status()["connected"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert driver.status()["connected"] == 1, driver.log
+    assert driver.latest(2)[0] == 1
     assert driver.log.count("reconnected to key broker") == 1
 
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 
 from broker import Broker
-from conftest import c_tool
+from tools import c_tool
 
 
 def proc_figures(pid):

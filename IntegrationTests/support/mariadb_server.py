@@ -1,6 +1,6 @@
 """Start and stop a throw-away mariadbd that loads keybroker_key_management.so (build/plugin).
 
-Used by tests/test_mariadb_*.py. The server runs on its own datadir with --skip-networking; the
+Used by IntegrationTests/mariadb/test_mariadb_*.py. The server runs on its own datadir with --skip-networking; the
 SQL client is the real `mariadb` binary talking over the server's socket.
 """
 import os

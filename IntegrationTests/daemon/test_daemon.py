@@ -15,7 +15,7 @@ import pytest
 import kbproto as kb
 from broker import Broker, me
 
-HERE = Path(__file__).resolve().parent
+SUPPORT = Path(kb.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +261,7 @@ def run_as_nobody(broker, instance):
         "c = kb.Client(%r)\n"
         "r = c.hello(instance=%r)\n"
         "print(kb.STATUS_NAMES[r.status], r.message if r.status else '', c.closed_by_peer() if r.status else c.latest(1).status)\n"
-    ) % (str(HERE), broker.socket, instance)
+    ) % (str(SUPPORT), broker.socket, instance)
     return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=30)
 

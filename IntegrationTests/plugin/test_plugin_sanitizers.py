@@ -1,6 +1,6 @@
 """The plugin and its driver built with AddressSanitizer + UBSan, and with ThreadSanitizer
 (`make plugin-test-tools`), under a concurrent stress: readers over 64 keys, rotations, TTL and
-request_timeout changes through SET GLOBAL's path, while the broker (tests/misbehaving_broker.py,
+request_timeout changes through SET GLOBAL's path, while the broker (IntegrationTests/support/misbehaving_broker.py,
 a fake only because it must be stopped and started many times a second) goes away and comes back.
 Then deinit with lookups in flight. A single sanitizer report fails the test.
 """
@@ -64,11 +64,11 @@ def test_concurrent_stress_without_reports(tmp_path, variant):
 
 @pytest.mark.parametrize("variant,ids", [("", 100_000), ("tsan", 20_000)])
 def test_key_cache_grows_to_a_million_entries_under_readers(variant, ids):
-    """tests/key_cache_test.c: 100,000 ids × 10 versions (1,000,000 entries) published while three
+    """IntegrationTests/plugin/key_cache_test.c: 100,000 ids × 10 versions (1,000,000 entries) published while three
     readers look up everything published so far; the ThreadSanitizer build with fewer ids."""
     import subprocess
-    from plugin_driver import BUILD
-    binary = BUILD / ("plugin" + (f"-{variant}" if variant else "")) / "key_cache_test"
+    from plugin_driver import TOOLS
+    binary = TOOLS / ("key_cache_test" + (f"-{variant}" if variant else ""))
     cmd = ([] if not variant else ["setarch", "-R"]) + [str(binary), str(ids), "10", "3"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=SANITIZER_ENV)
     assert r.returncode == 0 and r.stdout.startswith(f"ok {ids} {ids * 10}"), r.stdout + r.stderr[-4000:]

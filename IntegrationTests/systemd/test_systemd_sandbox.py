@@ -21,7 +21,7 @@ import pytest
 from broker import KEYBROKERCTL, KEYBROKERD, Broker
 from test_systemd_units import TOLERATED_DENIALS, allowed_syscalls
 
-ROOT = Path(__file__).resolve().parent.parent
+from broker import ROOT  # noqa: E402
 WATCHDOG_SEC = 3
 DAEMON_DIR = "/run/keybroker-test-bin"
 CAP_SYS_RESOURCE = 24

@@ -1,6 +1,6 @@
 /* Drives the real keybroker_key_management.so, loaded as mariadbd loads it (bench/plugin_host.h),
    one command per line on stdin, one answer line per command on stdout; the plugin's log lines
-   go to stderr. Used by test_plugin_misbehaving_broker.py and test_plugin_sanitizers.py:
+   go to stderr. Used by IntegrationTests/plugin/test_plugin_misbehaving_broker.py and test_plugin_sanitizers.py:
 
      plugin_driver PLUGIN_SO
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from broker import ROOT  # noqa: E402
 UNITS = ROOT / "systemd"
 MAX_EXPOSURE = 2.0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from broker import ROOT  # noqa: E402
 DEBIAN_POLICY = Path("/usr/share/selinux/default")
 
 

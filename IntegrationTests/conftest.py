@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 from broker import Broker  # noqa: E402
 
@@ -33,19 +33,3 @@ def broker(workdir):
     b.start()
     yield b
     b.stop()
-
-
-BUILD = Path(__file__).resolve().parent.parent / "build" / "tools"
-
-
-def c_tool(name):
-    """Compiles bench/<name>.c once (C11, warnings as errors) and returns the binary's path."""
-    source = Path(__file__).resolve().parent.parent / "bench" / f"{name}.c"
-    binary = BUILD / name
-    inputs = [source, *source.parent.glob("*.h")]
-    if not binary.exists() or binary.stat().st_mtime < max(f.stat().st_mtime for f in inputs):
-        BUILD.mkdir(parents=True, exist_ok=True)
-        import subprocess
-        subprocess.run(["cc", "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", str(source), "-o", str(binary)],
-                       check=True)
-    return binary

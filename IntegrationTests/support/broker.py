@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("KEYBROKER_BIN_DIR", ROOT / ".build" / "debug"))
 KEYBROKERD = BIN_DIR / "keybrokerd"
 KEYBROKERCTL = BIN_DIR / "keybrokerctl"

@@ -1,4 +1,4 @@
-"""The plugin's lookup contract, checked outside mariadbd: tests/plugin_harness.c loads the .so the
+"""The plugin's lookup contract, checked outside mariadbd: IntegrationTests/plugin/plugin_harness.c loads the .so the
 way the server does (dlopen, service pointers, system variables, init) against a real keybrokerd.
 
 - the descriptor: encryption plugin, GPL, stable, the server's own crypt functions;
@@ -15,19 +15,16 @@ import pytest
 import kbproto
 from broker import Broker, ROOT, me
 from mariadb_server import PLUGIN_SO, build_plugin
+from tools import c_tool
 
 ENCRYPTION_KEY_VERSION_INVALID = 0xFFFFFFFF
 ENCRYPTION_KEY_BUFFER_TOO_SMALL = 100
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+def harness():
     build_plugin()
-    out = tmp_path_factory.mktemp("harness") / "plugin_harness"
-    subprocess.run(["cc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread",
-                    "-I/usr/include/mariadb/server", "-DMYSQL_DYNAMIC_PLUGIN",
-                    str(ROOT / "tests" / "plugin_harness.c"), "-o", str(out), "-ldl"], check=True)
-    return out
+    return c_tool("plugin_harness")
 
 
 def parse(text):

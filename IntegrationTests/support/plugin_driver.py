@@ -1,4 +1,5 @@
-"""Runs tests/plugin_driver.c: the real plugin, loaded as mariadbd loads it, one command a line."""
+"""Runs IntegrationTests/plugin/plugin_driver.c: the real plugin, loaded as mariadbd loads it, one
+command a line."""
 import subprocess
 import threading
 from pathlib import Path
@@ -6,16 +7,18 @@ from pathlib import Path
 from broker import ROOT
 
 BUILD = ROOT / "build"
+TOOLS = BUILD / "tools"
 
 
 def build_test_tools():
-    """`make plugin-test-tools`: the driver, and the plugin and driver with sanitizers."""
-    subprocess.run(["make", "-s", "-C", str(ROOT), "plugin", "plugin-test-tools"], check=True)
+    """`make plugin test-tools`: the plugin, the drivers, and the plugin with sanitizers."""
+    subprocess.run(["make", "-s", "-C", str(ROOT), "plugin", "test-tools"], check=True)
 
 
 def variant_paths(variant=""):
-    d = BUILD / ("plugin" + (f"-{variant}" if variant else ""))
-    return d / "plugin_driver", d / "keybroker_key_management.so"
+    """(driver, plugin) built alike: "" plain, "asan" (with UBSan), "tsan"."""
+    suffix = f"-{variant}" if variant else ""
+    return TOOLS / f"plugin_driver{suffix}", BUILD / f"plugin{suffix}" / "keybroker_key_management.so"
 
 
 class Driver:

@@ -6,11 +6,10 @@ import shlex
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 from broker import BIN_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+from broker import ROOT  # noqa: E402
 
 
 def test_make_run_starts_a_broker_that_the_printed_line_answers(workdir):

@@ -4,7 +4,7 @@
   versions), then the broker stops: writes go on into every table, everything is flushed, the
   server shuts down cleanly, starts again with the broker back, and every row reads back.
   Before, a server with 800 such tables aborted at the shutdown flush (the cache held 768 ids).
-- A broker (tests/misbehaving_broker.py) that starts answering version 0xFFFFFFFF: mariadbd keeps
+- A broker (IntegrationTests/support/misbehaving_broker.py) that starts answering version 0xFFFFFFFF: mariadbd keeps
   running and the error log says what was refused. Before, InnoDB aborted about 2 s later.
 
 The datadirs live on /dev/shm when it exists: 5,000 tablespaces are 5,000 files and fsyncs.
