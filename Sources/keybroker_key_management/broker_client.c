@@ -43,6 +43,15 @@ long long broker_now_ms(void)
   return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void broker_cond_init(pthread_cond_t *cond)
+{
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(cond, &attr);
+  pthread_condattr_destroy(&attr);
+}
+
 /* 0 when fd is ready for events; -1 with errno ETIMEDOUT, ECANCELED or poll's otherwise. */
 static int wait_fd(int fd, short events, int cancel_fd, long long deadline)
 {

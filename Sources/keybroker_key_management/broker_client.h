@@ -20,6 +20,7 @@
   Not thread-safe: one thread at a time per client.
 */
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -87,6 +88,9 @@ struct broker_client *broker_client_new(const char *socket_path, const char *ins
 void broker_client_free(struct broker_client *client);
 
 long long broker_now_ms(void);
+
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines, as every wait here does. */
+void broker_cond_init(pthread_cond_t *cond);
 
 /* Sleeps until deadline or until the cancel descriptor is readable: 0, or -1 when cancelled. */
 int broker_sleep_until(int cancel_fd, long long deadline);

@@ -272,11 +272,7 @@ int link_open(const char *socket_path, const char *instance, const char *client_
   pthread_mutex_init(&broker.health_lock, NULL);
   for (int i= 0; i < LANES; i++)
   {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&broker.lanes[i].freed, &attr);
-    pthread_condattr_destroy(&attr);
+    broker_cond_init(&broker.lanes[i].freed);
     pthread_mutex_init(&broker.lanes[i].guard, NULL);
     broker.lanes[i].client= broker_client_new(socket_path, instance, client_name, broker.cancel_fd,
                                             &broker_stats);

@@ -42,11 +42,7 @@ static atomic_ullong fast_unlogged;
 
 void fetch_start(void)
 {
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&flight_landed, &attr);
-  pthread_condattr_destroy(&attr);
+  broker_cond_init(&flight_landed);
   atomic_store(&stopping, false);
   atomic_store(&warned_lower, false);
   atomic_store(&warned_changed, false);

@@ -191,11 +191,7 @@ static void *refresher_main(void *arg)
 
 int refresher_start(void)
 {
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&wake, &attr);
-  pthread_condattr_destroy(&attr);
+  broker_cond_init(&wake);
   stopping= warm_up_pending= refresh_pending= new_period= ended= false;
   const int rc= pthread_create(&thread, NULL, refresher_main, NULL);
   started= rc == 0;
