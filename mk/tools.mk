@@ -4,6 +4,7 @@
 # mk/plugin.mk), and the key cache's own test.
 
 TOOLS_BUILD_DIR := build/tools
+KEY_CACHE_SRC   := $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache_write.c
 PLUGIN_TESTS_DIR := IntegrationTests/plugin
 TOOLS_CFLAGS    := -std=c11 -O1 -g -Wall -Wextra -Werror -pthread -I$(MARIADB_INCLUDE) -I$(BENCH_SRC_DIR) \
                    -I$(PLUGIN_SRC_DIR) -DMYSQL_DYNAMIC_PLUGIN
@@ -33,13 +34,13 @@ $(eval $(call plugin_driver,,))
 $(eval $(call plugin_driver,-asan,$(SANITIZE_asan)))
 $(eval $(call plugin_driver,-tsan,$(SANITIZE_tsan)))
 
-$(TOOLS_BUILD_DIR)/key_cache_test: $(PLUGIN_TESTS_DIR)/key_cache_test.c $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache.h mk/tools.mk
+$(TOOLS_BUILD_DIR)/key_cache_test: $(PLUGIN_TESTS_DIR)/key_cache_test.c $(KEY_CACHE_SRC) $(PLUGIN_SRC_DIR)/key_cache.h $(PLUGIN_SRC_DIR)/key_cache_tables.h mk/tools.mk
 	@mkdir -p $(TOOLS_BUILD_DIR)
-	$(BENCH_CC) $(TOOLS_CFLAGS) -O2 $< $(PLUGIN_SRC_DIR)/key_cache.c -o $@
+	$(BENCH_CC) $(TOOLS_CFLAGS) -O2 $< $(KEY_CACHE_SRC) -o $@
 
-$(TOOLS_BUILD_DIR)/key_cache_test-tsan: $(PLUGIN_TESTS_DIR)/key_cache_test.c $(PLUGIN_SRC_DIR)/key_cache.c $(PLUGIN_SRC_DIR)/key_cache.h mk/tools.mk
+$(TOOLS_BUILD_DIR)/key_cache_test-tsan: $(PLUGIN_TESTS_DIR)/key_cache_test.c $(KEY_CACHE_SRC) $(PLUGIN_SRC_DIR)/key_cache.h $(PLUGIN_SRC_DIR)/key_cache_tables.h mk/tools.mk
 	@mkdir -p $(TOOLS_BUILD_DIR)
-	$(BENCH_CC) $(TOOLS_CFLAGS) $(SANITIZE_tsan) $< $(PLUGIN_SRC_DIR)/key_cache.c -o $@
+	$(BENCH_CC) $(TOOLS_CFLAGS) $(SANITIZE_tsan) $< $(KEY_CACHE_SRC) -o $@
 
 $(TOOLS_BUILD_DIR)/plugin_harness: IntegrationTests/plugin/plugin_harness.c $(BENCH_SRC_DIR)/plugin_host.h mk/tools.mk
 	@mkdir -p $(TOOLS_BUILD_DIR)
