@@ -289,7 +289,7 @@ int link_start(long long wait_ms, struct broker_error *err)
   long long delay= 50;
   int rc;
   lock_until(lane, LLONG_MAX / 2);
-  while ((rc= broker_connect(lane->client, start + request_timeout_ms(), err)) &&
+  while ((rc= broker_connect(lane->client, broker_now_ms() + request_timeout_ms(), err)) &&
          broker_error_is_transient(err) && broker_now_ms() < start + wait_ms)
   {
     if (delay == 50)
