@@ -1,6 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The module graph (docs/architecture.md): every target lists exactly the modules its sources
+// import, and imports point one way — bytes ← keys ← providers ← server ← executables.
+// IntegrationTests/architecture/test_module_graph.py checks both against the sources.
+let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
     name: "keybroker",
     platforms: [.macOS(.v15)],
@@ -16,43 +25,59 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
+        // System libraries, one thin C module each.
         .target(name: "CKeybrokerCrypto", linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "CKeybrokerSystem"),
         .target(name: "CKeybrokerSystemd", linkerSettings: [.linkedLibrary("systemd")]),
         .target(name: "CKeybrokerCurl", linkerSettings: [.linkedLibrary("curl")]),
-        .target(name: "BrokerProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
-        .target(name: "SecureMemory", dependencies: ["CKeybrokerCrypto", "CKeybrokerSystem"]),
-        .target(name: "KMS", dependencies: ["SecureMemory", "CKeybrokerCrypto"]),
+
+        // Foundations: shared helpers, locked memory, the wire format, settings and policy values.
+        .target(name: "SystemSupport"),
+        .target(name: "SecureMemory", dependencies: ["CKeybrokerCrypto", "CKeybrokerSystem", "SystemSupport"]),
+        .target(name: "BrokerProtocol", dependencies: [nioCore]),
+        .target(name: "ProviderSettings"),
+        .target(name: "BrokerPolicy"),
+
+        // Keys: the store and the abstractions providers and stores implement.
+        .target(name: "KeyStore", dependencies: ["BrokerProtocol", "SecureMemory", "SystemSupport", "CKeybrokerSystem", logging]),
+
+        // Providers.
+        .target(name: "KMS", dependencies: ["BrokerProtocol", "KeyStore", "SecureMemory", "SystemSupport", "CKeybrokerCrypto"]),
         .target(name: "AWSKMS", dependencies: [
-            "KMS", "SecureMemory", "CKeybrokerCrypto", "CKeybrokerCurl",
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log"),
+            "BrokerProtocol", "KeyStore", "ProviderSettings", "SecureMemory", "SystemSupport", "CKeybrokerCrypto", "CKeybrokerCurl",
+            nioPosix, logging,
         ]),
-        .target(name: "KeyStore", dependencies: ["KMS", "SecureMemory", "CKeybrokerSystem", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "BrokerConfiguration", dependencies: ["KMS", "AWSKMS", .product(name: "Logging", package: "swift-log"), "KeyStore", "SecureMemory", "CKeybrokerSystem", "TOMLKit"]),
+
+        // The server.
         .target(name: "Broker", dependencies: [
-            "BrokerProtocol", "KeyStore", "KMS", "BrokerConfiguration", "CKeybrokerSystem", "CKeybrokerSystemd", "SecureMemory",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            "BrokerProtocol", "BrokerPolicy", "KeyStore", "SecureMemory", "SystemSupport",
+            "CKeybrokerCrypto", "CKeybrokerSystem", "CKeybrokerSystemd",
+            nioCore, nioPosix, logging, serviceLifecycle,
         ]),
+
+        // Configuration and the executables.
+        .target(name: "BrokerConfiguration", dependencies: ["BrokerPolicy", "ProviderSettings", "SystemSupport", "TOMLKit"]),
         .executableTarget(name: "keybrokerd", dependencies: [
-            "Broker", "BrokerConfiguration", "AWSKMS", "KeyStore", "CKeybrokerSystem", "CKeybrokerSystemd",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            "Broker", "BrokerConfiguration", "BrokerPolicy", "KeyStore", "KMS", "AWSKMS", "ProviderSettings", "SystemSupport",
+            "CKeybrokerSystem", "CKeybrokerSystemd",
+            argumentParser, logging, serviceLifecycle,
         ]),
         .executableTarget(name: "keybrokerctl", dependencies: [
-            "BrokerProtocol", "BrokerConfiguration", "KMS", "AWSKMS", "KeyStore", "CKeybrokerCrypto", "CKeybrokerSystem",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "NIOCore", package: "swift-nio"),
+            "BrokerProtocol", "BrokerConfiguration", "KeyStore", "KMS", "SecureMemory", "SystemSupport", "CKeybrokerSystem",
+            argumentParser, nioCore,
         ]),
-        .testTarget(name: "BrokerProtocolTests", dependencies: ["BrokerProtocol", .product(name: "NIOCore", package: "swift-nio")]),
+        // A test tool (not installed): keybrokerd's SigV4 signatures for the comparison with botocore.
+        .executableTarget(name: "keybroker-sigv4-check", dependencies: ["AWSKMS", "ProviderSettings"], path: "Tests/Tools/SigV4Check"),
+
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
+        .testTarget(name: "BrokerProtocolTests", dependencies: ["BrokerProtocol", nioCore]),
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
-        .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "SecureMemory"]),
-        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration"]),
-        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "SecureMemory"]),
+        .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
+        .testTarget(name: "KMSTests", dependencies: ["KMS", "KeyStore", "BrokerProtocol", "SecureMemory", "TestSupport"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
+        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
+        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "ProviderSettings", "SecureMemory", "SystemSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,7 +7,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from broker import KEYBROKERCTL
+from broker import BIN_DIR
+
+SIGV4_CHECK = BIN_DIR / "keybroker-sigv4-check"
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
 TOKEN = "IQoJb3JpZ2luX2VjEOr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+token/with+odd=chars"
@@ -33,7 +35,7 @@ def swift_sign(cases):
     payload = [{"operation": op, "members": members, "endpoint": endpoint, "region": region, "access_key": "AKIDEXAMPLE",
                 "secret_key": SECRET, "session_token": token, "time": t}
                for op, members, endpoint, region, token, t in cases]
-    r = subprocess.run([str(KEYBROKERCTL), "sigv4-check"], input=json.dumps(payload), capture_output=True, text=True, timeout=30)
+    r = subprocess.run([str(SIGV4_CHECK)], input=json.dumps(payload), capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -72,6 +72,39 @@ def test_missing_config_file(setup):
     assert_fails(run_daemon(d / "absent.toml"), "absent.toml", "No such file")
 
 
+EX_CONFIG = 78  # keybroker.service: RestartPreventExitStatus=78
+
+
+@pytest.mark.parametrize("case,mutate", [
+    ("unknown key", lambda d, t, i: t.update(sockett="/x")),
+    ("unknown user", lambda d, t, i: i.update(clients=["no-such-user-x"])),
+    ("master key missing", lambda d, t, i: i.update(master_key_file=str(d / "absent.key"))),
+    ("master key open to others", lambda d, t, i: os.chmod(i["master_key_file"], 0o644)),
+    ("state_dir open to others", lambda d, t, i: (os.makedirs(t["state_dir"], mode=0o755), os.chmod(t["state_dir"], 0o755))),
+    ("socket directory writable by all", lambda d, t, i: t.update(socket="/tmp/kb-exit-status.sock")),
+])
+def test_configuration_errors_exit_78_so_systemd_does_not_restart(setup, case, mutate):
+    d, top, instance = setup
+    mutate(d, top, instance)
+    result = run_daemon(write(d, render_config(top, {"default": instance})))
+    assert_fails(result)
+    assert result.returncode == EX_CONFIG, (case, result.returncode, result.stderr)
+
+
+def test_missing_config_file_exits_78(setup):
+    d, _, _ = setup
+    assert run_daemon(d / "absent.toml").returncode == EX_CONFIG
+
+
+def test_state_dir_that_cannot_be_created_is_not_a_configuration_error(setup):
+    """Its parent may be a file system that is not mounted yet: exit 1, and systemd tries again."""
+    d, top, instance = setup
+    top["state_dir"] = str(d / "not-mounted" / "state")
+    result = run_daemon(write(d, render_config(top, {"default": instance})))
+    assert_fails(result, "state_dir", "cannot create", "No such file")
+    assert result.returncode == 1
+
+
 def test_master_key_readable_by_others_is_refused(setup):
     d, top, instance = setup
     os.chmod(instance["master_key_file"], 0o644)

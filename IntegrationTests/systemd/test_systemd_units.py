@@ -157,6 +157,13 @@ def test_service_lifecycle_and_limits():
     assert watchdog.endswith("s") and 5 <= int(watchdog[:-1]) <= 300
 
 
+def test_configuration_errors_are_not_restarted():
+    svc = parse_unit((UNITS / "keybroker.service").read_text())["Service"]
+    # keybrokerd exits 78 (EX_CONFIG) for a broken configuration, 1 for failures that may pass.
+    assert svc["RestartPreventExitStatus"] == ["78"]
+    assert svc["Restart"] == ["on-failure"]
+
+
 def test_credentials_match_the_config_and_survive_a_missing_file():
     svc = parse_unit((UNITS / "keybroker.service").read_text())["Service"]
     creds = dict(v.split(":", 1) for v in svc["LoadCredential"])

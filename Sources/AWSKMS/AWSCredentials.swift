@@ -1,4 +1,3 @@
-import Glibc
 import SecureMemory
 
 /// One set of AWS credentials. The secret key lives in locked memory; the access key id and the
@@ -36,11 +35,4 @@ public struct AWSCredentials: Sendable {
         guard accessKeyID.count > 8 else { return "****" }
         return String(accessKeyID.prefix(4)) + "…" + String(accessKeyID.suffix(4))
     }
-}
-
-/// Wall-clock seconds since the epoch.
-func unixNow() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec)
 }

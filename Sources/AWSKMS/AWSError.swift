@@ -1,4 +1,4 @@
-import KMS
+import KeyStore
 
 /// A failed AWS call, described for a DBA: the operation, AWS's error code and message.
 public struct AWSError: Error, Sendable, CustomStringConvertible {
@@ -73,19 +73,27 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         case .locked, .malformed: return false
         }
     }
+}
 
+extension AWSError {
     /// How the key store and the client see it.
-    var providerError: ProviderError {
-        switch kind {
+    var providerError: ProviderError { ProviderError(self) }
+}
+
+extension ProviderError {
+    /// How the key store and the client see an AWS failure.
+    init(_ error: AWSError) {
+        switch error.kind {
         case let .service(code):
             if code == "InvalidCiphertextException" || code == "IncorrectKeyException" {
-                return ProviderError(.corrupt, description)
+                self.init(.corrupt, error.description)
+            } else {
+                self.init(error.isRetryable ? .unavailable : .denied, error.description)
             }
-            return ProviderError(isRetryable ? .unavailable : .denied, description)
         case .transport, .malformed, .locked:
-            return ProviderError(.unavailable, description)
+            self.init(.unavailable, error.description)
         case .credentials:
-            return ProviderError(transient ? .unavailable : .denied, description)
+            self.init(error.transient ? .unavailable : .denied, error.description)
         }
     }
 }

@@ -1,14 +1,17 @@
-import KMS
+import BrokerProtocol
+import KeyStore
 import Logging
+import ProviderSettings
 import SecureMemory
 import Synchronization
+import SystemSupport
 
 /// Data keys wrapped by AWS KMS, stored as the raw CiphertextBlob in `aws-kms-key.<id>.<version>`:
 /// byte for byte what MariaDB's aws_key_management plugin writes, so files move both ways.
 ///
 /// New keys: GenerateDataKeyWithoutPlaintext, then Decrypt of the blob (as aws_key_management does:
 /// the plaintext only ever comes from Decrypt). Stored keys: Decrypt. Rewrap: ReEncrypt.
-public final class AWSKMSProvider: KeyProvider {
+public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, UnlockableProvider, RewrappingProvider, StatusReportingProvider {
     public let name = "aws"
     public let fileNamePrefix = "aws-kms-key"
 
@@ -136,7 +139,7 @@ public final class AWSKMSProvider: KeyProvider {
             }
             return (blob, key)
         } catch {
-            throw error.providerError
+            throw ProviderError(error)
         }
     }
 
@@ -146,7 +149,7 @@ public final class AWSKMSProvider: KeyProvider {
         do {
             key = try await kms.decrypt(wrapped)
         } catch {
-            var failure = error.providerError
+            var failure = ProviderError(error)
             if failure.code == .corrupt {
                 failure.message = "key file \(path) cannot be decrypted by KMS (\(error.description)); it is damaged, or was wrapped by a master key in another account or region"
             } else {
@@ -164,7 +167,7 @@ public final class AWSKMSProvider: KeyProvider {
         do {
             return try await kms.reEncrypt(wrapped, to: masterKey).blob
         } catch {
-            var failure = error.providerError
+            var failure = ProviderError(error)
             failure.message = "cannot re-encrypt \(ref) (\(path)) under \(masterKey): \(error.description)"
             throw failure
         }
@@ -215,7 +218,7 @@ public final class AWSKMSProvider: KeyProvider {
             setNote("unlocked until \(CredentialCache.format(expiration))")
             return "instance \"\(instance)\" unlocked until \(CredentialCache.format(expiration))"
         } catch {
-            throw error.providerError
+            throw ProviderError(error)
         }
     }
 }

@@ -1,4 +1,6 @@
 import Logging
+import ProviderSettings
+import SystemSupport
 
 /// Sends signed AWS requests with the retry rules of the AWS SDKs' standard mode: throttling, 5xx
 /// and transport errors are retried up to `maxRetries` times after a random pause of up to

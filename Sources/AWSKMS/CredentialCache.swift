@@ -1,4 +1,5 @@
 import Logging
+import SystemSupport
 
 /// The current credentials of one instance, refreshed from the chain before they expire.
 /// Concurrent callers share one refresh. When a refresh fails while the old credentials are still
@@ -67,8 +68,6 @@ actor CredentialCache {
     }
 
     static func format(_ time: Int64) -> String {
-        let c = CivilTime(unix: time)
-        func pad(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(c.year)-\(pad(c.month))-\(pad(c.day))T\(pad(c.hour)):\(pad(c.minute)):\(pad(c.second))Z"
+        CivilTime(unix: time).iso8601
     }
 }

@@ -1,4 +1,4 @@
-import KMS
+import SystemSupport
 import SecureMemory
 
 /// A small JSON reader for the responses of KMS, STS-less credential endpoints and
@@ -298,10 +298,8 @@ struct JSONReader {
 
 /// JSON text for request bodies.
 enum JSONWriter {
-    static func quoted(_ string: String) -> String { JSONText.quoted(string) }
-
     /// `{"a":"b",...}` from string members, in the order given.
     static func object(_ members: [(String, String)]) -> [UInt8] {
-        Array(("{" + members.map { quoted($0.0) + ":" + quoted($0.1) }.joined(separator: ",") + "}").utf8)
+        Array(JSONValue.object(members.map { ($0.0, .string($0.1)) }).serialized.utf8)
     }
 }

@@ -1,3 +1,4 @@
+import ProviderSettings
 import SecureMemory
 
 /// The KMS JSON API (`POST /`, `X-Amz-Target: TrentService.<Op>`, `application/x-amz-json-1.1`),

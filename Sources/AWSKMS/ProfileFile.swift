@@ -114,50 +114,7 @@ struct ProfileSet: Sendable {
     var paths: String { files.map(\.path).joined(separator: " and ") }
 }
 
-/// Small private files (credentials, tokens) read into locked memory.
-enum SecretFile {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// nil when the file does not exist.
-    static func read(path: String, limit: Int = 1 << 20) throws(Failure) -> SecureBytes? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
-            throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw Failure(description: "cannot stat \(path): \(String(cString: strerror(errno)))") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(description: "\(path) is not a regular file") }
-        let size = Int(info.st_size)
-        guard size <= limit else { throw Failure(description: "\(path) is larger than \(limit) bytes") }
-        struct ReadFailed: Error { var errno: Int32 }
-        do {
-            var got = 0
-            let bytes = try SecureBytes(count: size) { (buffer: UnsafeMutableRawBufferPointer) throws(ReadFailed) in
-                guard let base = buffer.baseAddress else { return }
-                while got < size {
-                    let n = Glibc.read(fd, base + got, size - got)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw ReadFailed(errno: errno)
-                    }
-                    if n == 0 { break }
-                    got += n
-                }
-            }
-            guard got == size else {
-                // The file shrank while we read it: keep what is there.
-                return bytes.withUnsafeBytes { raw in SecureBytes(count: got) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<got])) } }
-            }
-            return bytes
-        } catch {
-            throw Failure(description: "cannot read \(path): \(String(cString: strerror(error.errno)))")
-        }
-    }
-
+extension SecretFile {
     /// A small non-secret text file (a token path's contents are treated the same way), trimmed.
     static func readText(path: String) throws(Failure) -> String? {
         guard let bytes = try read(path: path) else { return nil }

@@ -1,4 +1,6 @@
+import ProviderSettings
 import SecureMemory
+import SystemSupport
 
 /// The three STS calls the credential chain and two-factor start need (query protocol, XML answers).
 struct STSClient: Sendable {

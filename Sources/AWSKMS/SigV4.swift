@@ -1,5 +1,6 @@
 import CKeybrokerCrypto
 import SecureMemory
+import SystemSupport
 
 /// AWS Signature Version 4 for requests whose headers and body are final: every header given is
 /// signed (they are all meaningful for the JSON and query protocols), plus `x-amz-date` and, with
@@ -86,14 +87,7 @@ public struct SigV4Signer: Sendable {
     }
 
     static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        Hex.encode(bytes)
     }
 
     /// Leading and trailing blanks removed, runs of blanks folded to one space (as botocore does).
@@ -104,12 +98,7 @@ public struct SigV4Signer: Sendable {
     /// ("20150830", "20150830T123600Z") for a Unix time.
     static func timestamps(_ time: Int64) -> (String, String) {
         let civil = CivilTime(unix: time)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        let date = pad(civil.year, 4) + pad(civil.month, 2) + pad(civil.day, 2)
-        return (date, date + "T" + pad(civil.hour, 2) + pad(civil.minute, 2) + pad(civil.second, 2) + "Z")
+        return (civil.basicDate, civil.basicTimestamp)
     }
 
     /// RFC 3986 percent-encoding of everything but unreserved characters (for query strings and forms).
@@ -121,87 +110,9 @@ public struct SigV4Signer: Sendable {
                  UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
-                let digits = Array("0123456789ABCDEF")
-                out += "%" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0xF)])
+                out += "%" + Hex.encode([byte], uppercase: true)
             }
         }
         return out
-    }
-}
-
-/// UTC calendar fields of a Unix time, and back (proleptic Gregorian; no time zone database).
-struct CivilTime: Equatable {
-    var year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int
-
-    init(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
-        (self.year, self.month, self.day, self.hour, self.minute, self.second) = (year, month, day, hour, minute, second)
-    }
-
-    init(unix: Int64) {
-        let days = Int(unix >= 0 ? unix / 86400 : (unix - 86399) / 86400)
-        let seconds = Int(unix - Int64(days) * 86400)
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        self.init(year: yoe + era * 400 + (month <= 2 ? 1 : 0), month: month, day: day,
-                  hour: seconds / 3600, minute: seconds / 60 % 60, second: seconds % 60)
-    }
-
-    var unix: Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = month > 2 ? month - 3 : month + 9
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        return Int64(days) * 86400 + Int64(hour * 3600 + minute * 60 + second)
-    }
-
-    /// ISO 8601 as AWS writes expirations: `2024-05-01T12:00:00Z`, with optional fractional seconds
-    /// and a `Z` or `±HH:MM` offset.
-    static func parseISO8601(_ text: String) -> Int64? {
-        let chars = Array(text.utf8)
-        func number(_ start: Int, _ count: Int) -> Int? {
-            guard start + count <= chars.count else { return nil }
-            var value = 0
-            for c in chars[start..<(start + count)] {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) else { return nil }
-                value = value * 10 + Int(c - UInt8(ascii: "0"))
-            }
-            return value
-        }
-        guard chars.count >= 19, let year = number(0, 4), chars[4] == UInt8(ascii: "-"), let month = number(5, 2),
-              chars[7] == UInt8(ascii: "-"), let day = number(8, 2), chars[10] == UInt8(ascii: "T") || chars[10] == UInt8(ascii: " "),
-              let hour = number(11, 2), chars[13] == UInt8(ascii: ":"), let minute = number(14, 2),
-              chars[16] == UInt8(ascii: ":"), let second = number(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-        else { return nil }
-        var index = 19
-        if index < chars.count, chars[index] == UInt8(ascii: ".") {
-            index += 1
-            while index < chars.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(chars[index]) { index += 1 }
-        }
-        var offset = 0
-        if index < chars.count {
-            switch chars[index] {
-            case UInt8(ascii: "Z"), UInt8(ascii: "z"):
-                index += 1
-            case UInt8(ascii: "+"), UInt8(ascii: "-"):
-                guard let h = number(index + 1, 2), let m = number(index + 4, 2) else { return nil }
-                offset = (h * 3600 + m * 60) * (chars[index] == UInt8(ascii: "-") ? -1 : 1)
-                index += 6
-            default:
-                return nil
-            }
-        }
-        guard index == chars.count else { return nil }
-        return CivilTime(year: year, month: month, day: day, hour: hour, minute: minute, second: second).unix - Int64(offset)
     }
 }

@@ -1,9 +1,10 @@
-import BrokerConfiguration
+import BrokerPolicy
 import KeyStore
 import Logging
 import NIOCore
 import SecureMemory
 import Synchronization
+import SystemSupport
 
 /// What every connection shares: the instances, who may use them, the limits and the counters.
 public final class BrokerContext: Sendable {
@@ -12,7 +13,7 @@ public final class BrokerContext: Sendable {
     public let instances: [String: InstanceKeyStore]
     let clients: [String: AccessList]
     let admins: AccessList
-    let limits: BrokerConfig.Limits
+    let limits: Limits
     let logger: Logger
     let counters = BrokerCounters()
     let startedAt = ContinuousClock.now
@@ -20,7 +21,7 @@ public final class BrokerContext: Sendable {
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     public init(instances: [String: InstanceKeyStore], clients: [String: AccessList], admins: AccessList,
-                limits: BrokerConfig.Limits, logger: Logger) {
+                limits: Limits, logger: Logger) {
         self.instances = instances
         self.clients = clients
         self.admins = admins
@@ -48,7 +49,7 @@ public final class BrokerContext: Sendable {
             let listed = summary.newest.prefix(500)
             instanceMembers.append((name, .object([
                 ("provider", .string(store.provider.name)),
-                ("provider_status", store.provider.statusNote.map { .string($0) } ?? .null),
+                ("provider_status", (store.provider as? any StatusReportingProvider)?.statusNote.map { .string($0) } ?? .null),
                 ("key_ids", .int(summary.keyIDs)),
                 ("versions", .int(summary.versions)),
                 ("loaded", .int(summary.loaded)),

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
+import SystemSupport
 
 /// The socket server as a long-running service: listens, serves until graceful shutdown, then
 /// stops accepting, lets requests in flight finish, and closes every connection.
@@ -87,7 +88,7 @@ public final class BrokerServer: Service {
                 throw Failure(description: "Failed to listen on \(path): \(error)")
             }
             guard chmod(temporary, 0o660) == 0, rename(temporary, path) == 0 else {
-                let reason = String(cString: strerror(errno))
+                let reason = errnoText(errno)
                 try? await serverChannel.close()
                 unlink(temporary)
                 throw Failure(description: "Failed to put the socket in place at \(path) with mode 0660: \(reason)")

@@ -2,10 +2,10 @@ import BrokerProtocol
 import CKeybrokerCrypto
 import CKeybrokerSystem
 import KeyStore
-import KMS
 import Logging
 import NIOCore
 import SecureMemory
+import SystemSupport
 
 /// One client connection: splits the bytes into frames, authenticates the peer at HELLO, answers
 /// cached keys inline on the event loop, and hands everything that may wait (file reads, KMS,
@@ -286,12 +286,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             let code = words[1]
             logger.notice("uid \(peer?.uid ?? 0) unlocks instance \"\(instance)\"")
             answerLater(context: context, op: op, requestID: requestID) {
-                do throws(ProviderError) {
-                    let message = try await store.provider.unlock(tokenCode: code)
-                    return answer([("instance", .string(instance)), ("unlocked", .bool(true)), ("message", .string(message))])
-                } catch {
-                    throw KeyStoreError(InstanceKeyStore.code(for: error), error.message)
-                }
+                let message = try await store.unlock(tokenCode: code)
+                return answer([("instance", .string(instance)), ("unlocked", .bool(true)), ("message", .string(message))])
             }
         default:
             fail(context: context, op: op, requestID: requestID, status: .badRequest,

@@ -1,6 +1,7 @@
 import CKeybrokerSystem
 import CKeybrokerSystemd
 import Glibc
+import SystemSupport
 
 /// Where the server listens: a socket inherited from systemd, or a path it binds itself.
 public enum ListenTarget: Sendable, Equatable {
@@ -9,32 +10,35 @@ public enum ListenTarget: Sendable, Equatable {
 
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public var description: String
+        /// The socket setting or the socket unit is wrong as it stands (starting again cannot
+        /// help), as opposed to a state that may pass, such as another server still running.
+        public var isMisconfiguration = false
     }
 
     /// The socket systemd passed (LISTEN_FDS), if any, else `path`.
     public static func fromEnvironment(fallbackPath path: String) throws(Failure) -> ListenTarget {
         let count = CKB_listen_fds()
         if count < 0 {
-            throw Failure(description: "Failed to read the sockets passed by systemd: \(String(cString: strerror(-count)))")
+            throw Failure(description: "Failed to read the sockets passed by systemd: \(errnoText(-count))")
         }
         if count == 0 { return .path(path) }
         if count > 1 {
-            throw Failure(description: "systemd passed \(count) sockets; keybroker.socket must have exactly one ListenStream=")
+            throw Failure(description: "systemd passed \(count) sockets; keybroker.socket must have exactly one ListenStream=", isMisconfiguration: true)
         }
         let fd = CKB_listen_fds_start()
         let check = CKB_is_unix_stream_listener(fd)
         if check < 0 {
-            throw Failure(description: "Failed to check the socket passed by systemd (fd \(fd)): \(String(cString: strerror(-check)))")
+            throw Failure(description: "Failed to check the socket passed by systemd (fd \(fd)): \(errnoText(-check))")
         }
         if check == 0 {
-            throw Failure(description: "the socket passed by systemd (fd \(fd)) is not a listening Unix stream socket; use ListenStream=/run/keybroker/keybroker.sock")
+            throw Failure(description: "the socket passed by systemd (fd \(fd)) is not a listening Unix stream socket; use ListenStream=/run/keybroker/keybroker.sock", isMisconfiguration: true)
         }
         var name = [CChar](repeating: 0, count: 128)
         if CKB_socket_path(fd, &name, name.count) == 0 {
             let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             var info = stat()
             if stat(path, &info) == 0 && info.st_mode & 0o007 != 0 {
-                throw Failure(description: "the socket passed by systemd, \(path), is open to every user (mode \(String(info.st_mode & 0o777, radix: 8))); set SocketMode=0660 and SocketGroup=mysql in keybroker.socket")
+                throw Failure(description: "the socket passed by systemd, \(path), is open to every user (mode \(String(info.st_mode & 0o777, radix: 8))); set SocketMode=0660 and SocketGroup=mysql in keybroker.socket", isMisconfiguration: true)
             }
         }
         return .inheritedDescriptor(fd)
@@ -46,17 +50,17 @@ public enum ListenTarget: Sendable, Equatable {
         let directory = path.lastIndex(of: "/").map { index in index == path.startIndex ? "/" : String(path[..<index]) } ?? "."
         var info = stat()
         guard stat(directory, &info) == 0 else {
-            throw Failure(description: "cannot use socket directory \(directory): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot use socket directory \(directory): \(errnoText(errno))")
         }
         if info.st_mode & 0o002 != 0 {
-            throw Failure(description: "socket directory \(directory) is writable by every user (mode \(String(info.st_mode & 0o7777, radix: 8))), so another user could replace the socket; put the socket in a directory such as /run/keybroker")
+            throw Failure(description: "socket directory \(directory) is writable by every user (mode \(String(info.st_mode & 0o7777, radix: 8))), so another user could replace the socket; put the socket in a directory such as /run/keybroker", isMisconfiguration: true)
         }
         guard lstat(path, &info) == 0 else {
             if errno == ENOENT { return }
-            throw Failure(description: "cannot use socket path \(path): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot use socket path \(path): \(errnoText(errno))")
         }
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-            throw Failure(description: "\(path) exists and is not a socket; refusing to replace it")
+            throw Failure(description: "\(path) exists and is not a socket; refusing to replace it", isMisconfiguration: true)
         }
         let fd = CKB_unix_connect(path)
         if fd >= 0 {
@@ -64,10 +68,10 @@ public enum ListenTarget: Sendable, Equatable {
             throw Failure(description: "another server is listening on \(path); stop it first (is keybrokerd already running?)")
         }
         guard -fd == ECONNREFUSED else {
-            throw Failure(description: "cannot check socket \(path): \(String(cString: strerror(-fd)))")
+            throw Failure(description: "cannot check socket \(path): \(errnoText(-fd))")
         }
         guard unlink(path) == 0 || errno == ENOENT else {
-            throw Failure(description: "cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot remove stale socket \(path): \(errnoText(errno))")
         }
     }
 }

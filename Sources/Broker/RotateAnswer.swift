@@ -8,7 +8,7 @@ import NIOCore
 enum RotateAnswer {
     static func rotate(_ store: InstanceKeyStore, keyID: UInt32, op: UInt8, requestID: UInt32) async throws(KeyStoreError) -> ByteBuffer {
         let outcome = try await store.rotateEach(keyID: keyID == ProtocolConstants.allKeys ? nil : keyID)
-        let rotated = outcome.rotated.map { RotatedKey(keyID: $0.keyID, version: $0.version) }
+        let rotated = outcome.rotated
         var buffer = ByteBuffer()
         guard let first = outcome.failed.first else {
             buffer.writeResponse(Response(op: op, requestID: requestID, status: .ok, body: .rotate(rotated)))

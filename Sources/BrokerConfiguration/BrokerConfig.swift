@@ -1,4 +1,6 @@
+import BrokerPolicy
 import Glibc
+import SystemSupport
 import TOMLKit
 
 /// keybrokerd's configuration (`/etc/keybroker/keybroker.toml`).
@@ -18,34 +20,21 @@ public struct BrokerConfig: Sendable {
     public var instances: [InstanceConfig]
     public var limits: Limits
 
-    /// Guards against peers that hold resources without using them.
-    public struct Limits: Sendable {
-        public var maxConnections = 1024
-        public var maxInFlightPerConnection = 64
-        /// A frame started but not finished within this time, or no HELLO within it after connecting,
-        /// closes the connection.
-        public var frameTimeoutMilliseconds = 10_000
-        /// A connection with no request for this long is closed; 0 keeps idle connections (the
-        /// MariaDB plugin holds one open and uses it rarely once its cache is warm).
-        public var idleTimeoutMilliseconds = 0
-    }
+    /// Far beyond any real configuration (a thousand instances take a few hundred KiB).
+    public static let maximumFileSize = 4 << 20
 
     public func instance(named name: String) -> InstanceConfig? {
         instances.first { $0.name == name }
     }
 
     public static func load(path: String) throws(ConfigError) -> BrokerConfig {
-        guard let file = fopen(path, "re") else {
-            throw ConfigError(file: path, key: nil, "cannot read the configuration: \(String(cString: strerror(errno)))")
+        let bytes: [UInt8]
+        do {
+            bytes = try SmallFile.read(path: path, limit: maximumFileSize)
+        } catch {
+            let reason = error.errno == EFBIG ? "it is larger than \(maximumFileSize) bytes" : error.reason
+            throw ConfigError(file: path, key: nil, "cannot read the configuration: \(reason)")
         }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
-        }
-        fclose(file)
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError(file: path, key: nil, "the configuration is not valid UTF-8")
         }

@@ -1,7 +1,5 @@
-import AWSKMS
-import KMS
-import Logging
-import SecureMemory
+import BrokerPolicy
+import ProviderSettings
 import TOMLKit
 
 /// One `[instances.NAME]` table: a named set of data keys with its provider and its clients.
@@ -124,41 +122,5 @@ public struct InstanceConfig: Sendable {
     static func isValidName(_ name: String) -> Bool {
         guard let first = name.first, first != ".", name.utf8.count <= 64 else { return false }
         return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == ".") }
-    }
-
-    /// Builds the provider, reading the master key (local) or resolving the region and endpoints
-    /// (aws). `environment` supplies CREDENTIALS_DIRECTORY and the AWS_* variables.
-    public func makeProvider(configFile: String, environment: [String: String], logger: Logger) async throws(ConfigError) -> any KeyProvider {
-        switch provider {
-        case let .aws(settings):
-            do {
-                return try await AWSKMSProvider.make(instance: name, settings: settings, environment: environment, logger: logger)
-            } catch {
-                throw ConfigError(file: configFile, key: "instances.\(name).\(error.setting)", error.message)
-            }
-        case let .local(source):
-            let path: String
-            let key: String
-            switch source {
-            case let .file(file):
-                path = file
-                key = "instances.\(name).master_key_file"
-            case let .credential(credential):
-                key = "instances.\(name).master_key_credential"
-                guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
-                    throw ConfigError(file: configFile, key: key, "CREDENTIALS_DIRECTORY is not set; run keybrokerd from keybroker.service (LoadCredential=\(credential):keybroker.\(credential), the key in /etc/credstore/keybroker.\(credential)), or use master_key_file")
-                }
-                path = "\(directory)/\(credential)"
-            }
-            do {
-                // systemd hands credentials over in a directory only this service can read, and may
-                // grant access through ACLs that show up as group bits: the mode check is for files
-                // an admin manages.
-                let fromCredentials = if case .credential = source { true } else { false }
-                return LocalProvider(masterKey: try MasterKeyFile.read(path: path, requirePrivateMode: !fromCredentials), instance: name)
-            } catch {
-                throw ConfigError(file: configFile, key: key, error.description)
-            }
-        }
     }
 }

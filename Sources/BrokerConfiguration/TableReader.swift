@@ -1,3 +1,4 @@
+import BrokerPolicy
 import TOMLKit
 
 /// Reads typed values from a TOML table, remembering which keys were read so that anything left

@@ -71,3 +71,6 @@ public struct Response: Sendable, Equatable {
         self.init(op: op, requestID: requestID, status: status, body: body)
     }
 }
+
+/// ROTATE's answer lists key versions; the name reads better at the call site.
+public typealias RotatedKey = KeyRef

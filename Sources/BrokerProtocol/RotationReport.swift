@@ -1,14 +1,7 @@
 import NIOCore
 
-/// One key a ROTATE made a new version of: `key_id:u32 new_version:u32`.
-public struct RotatedKey: Sendable, Equatable {
-    public var keyID: UInt32
-    public var version: UInt32
-    public init(keyID: UInt32, version: UInt32) {
-        self.keyID = keyID
-        self.version = version
-    }
-
+/// The key versions a ROTATE answer lists: `count:u32 count × (key_id:u32, new_version:u32)`.
+extension KeyRef {
     /// `count × (key_id:u32, new_version:u32)`, the count written first.
     static func write(_ keys: [RotatedKey], to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt32(keys.count))

@@ -1,4 +1,6 @@
+import BrokerProtocol
 import CKeybrokerCrypto
+import KeyStore
 import SecureMemory
 
 /// The built-in default: data keys from OpenSSL's CSPRNG, wrapped with AES-256-GCM under a master

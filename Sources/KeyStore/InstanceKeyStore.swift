@@ -1,8 +1,8 @@
-import Glibc
-import KMS
+import BrokerProtocol
 import Logging
 import SecureMemory
 import Synchronization
+import SystemSupport
 
 /// The data keys of one instance: the index of versions on disk, the unwrapped keys in locked
 /// memory, and the loads and writes in flight.
@@ -15,12 +15,12 @@ import Synchronization
 public final class InstanceKeyStore: Sendable {
     public let name: String
     public let provider: any KeyProvider
-    public let directory: KeyFileDirectory
+    public let files: any KeyFileStore
     public let keyLength: Int
     public let autoCreate: Bool
-    private let logger: Logger
+    let logger: Logger
 
-    private struct State {
+    struct State {
         /// Versions on disk, ascending, per key id.
         var index: [UInt32: [UInt32]] = [:]
         var keys: [KeyRef: SecureBytes] = [:]
@@ -32,17 +32,17 @@ public final class InstanceKeyStore: Sendable {
         var lastError: String?
     }
 
-    private struct PendingWrite {
+    struct PendingWrite {
         var serial: UInt64
         var task: Task<UInt32, any Error>
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
-    public init(name: String, provider: any KeyProvider, directory: String, keyLength: Int, autoCreate: Bool, logger: Logger) {
+    public init(name: String, provider: any KeyProvider, files: any KeyFileStore, keyLength: Int, autoCreate: Bool, logger: Logger) {
         self.name = name
         self.provider = provider
-        self.directory = KeyFileDirectory(path: directory, prefix: provider.fileNamePrefix)
+        self.files = files
         self.keyLength = keyLength
         self.autoCreate = autoCreate
         var logger = logger
@@ -50,10 +50,16 @@ public final class InstanceKeyStore: Sendable {
         self.logger = logger
     }
 
-    /// Creates the directory if needed and rebuilds the index from the files in it.
+    /// An instance whose keys live in a local directory, named as the provider names its files.
+    public convenience init(name: String, provider: any KeyProvider, directory: String, keyLength: Int, autoCreate: Bool, logger: Logger) {
+        self.init(name: name, provider: provider, files: KeyFileDirectory(path: directory, prefix: provider.fileNamePrefix),
+                  keyLength: keyLength, autoCreate: autoCreate, logger: logger)
+    }
+
+    /// Creates the store if needed and rebuilds the index from the files in it.
     public func open() throws(StorageError) {
-        try directory.prepare()
-        let index = try directory.scan()
+        try files.prepare()
+        let index = try files.scan(removingLeftovers: true)
         state.withLock { $0.index = index }
     }
 
@@ -119,7 +125,7 @@ public final class InstanceKeyStore: Sendable {
     }
 
     /// Writes version N+1 of `keyID` (or of every key when nil); returns the new versions.
-    public func rotate(keyID: UInt32?) async throws(KeyStoreError) -> [RotatedVersion] {
+    public func rotate(keyID: UInt32?) async throws(KeyStoreError) -> [KeyRef] {
         let outcome = try await rotateEach(keyID: keyID)
         if let first = outcome.failed.first { throw first.error }
         return outcome.rotated
@@ -127,7 +133,7 @@ public final class InstanceKeyStore: Sendable {
 
     /// What a rotation did for each key: the new versions, and the keys that could not be rotated.
     public struct RotationOutcome: Sendable {
-        public var rotated: [RotatedVersion] = []
+        public var rotated: [KeyRef] = []
         public var failed: [(keyID: UInt32, error: KeyStoreError)] = []
     }
 
@@ -149,7 +155,7 @@ public final class InstanceKeyStore: Sendable {
         for (id, write) in writes {
             do throws(KeyStoreError) {
                 let version = try await Self.value(of: write)
-                outcome.rotated.append(RotatedVersion(keyID: id, version: version))
+                outcome.rotated.append(KeyRef(keyID: id, version: version))
                 logger.info("rotated key \(id) to version \(version)", metadata: ["key_id": "\(id)", "version": "\(version)", "event": "key_rotated"])
             } catch {
                 outcome.failed.append((id, error))
@@ -186,89 +192,10 @@ public final class InstanceKeyStore: Sendable {
             KeyRef.all(in: state.index).filter { state.keys[$0] == nil }
         }
         guard !refs.isEmpty else { return 0 }
-        let failures = await withTaskGroup(of: Bool.self) { group in
-            var iterator = refs.makeIterator()
-            var failed = 0
-            for _ in 0..<max(1, concurrency) {
-                guard let ref = iterator.next() else { break }
-                group.addTask { (try? await self.key(ref)) == nil }
-            }
-            for await didFail in group {
-                if didFail { failed += 1 }
-                if let ref = iterator.next() {
-                    group.addTask { (try? await self.key(ref)) == nil }
-                }
-            }
-            return failed
-        }
+        let failed = await mapWithBoundedConcurrency(refs, limit: concurrency) { ref in (try? await self.key(ref)) == nil }
+        let failures = failed.filter { $0 }.count
         logger.info("loaded \(refs.count - failures) of \(refs.count) stored key versions\(failures > 0 ? ", \(failures) failed" : "")")
         return failures
-    }
-
-    // MARK: Rewrap
-
-    public struct RewrapReport: Sendable {
-        public var rewrapped: [KeyRef] = []
-        public var failed: [(ref: KeyRef, message: String)] = []
-    }
-
-    /// Re-encrypts every stored version under `masterKey` (KMS ReEncrypt), at most `concurrency` at
-    /// a time. Each new blob is decrypted and compared with the key it must hold before it replaces
-    /// the old file, atomically; a version that fails keeps its old file.
-    public func rewrap(to masterKey: String, concurrency: Int) async -> RewrapReport {
-        let refs = state.withLock { state in
-            KeyRef.all(in: state.index)
-        }
-        var report = RewrapReport()
-        await withTaskGroup(of: (KeyRef, String?).self) { group in
-            var iterator = refs.makeIterator()
-            for _ in 0..<max(1, concurrency) {
-                guard let ref = iterator.next() else { break }
-                group.addTask { (ref, await self.rewrapOne(ref, to: masterKey)) }
-            }
-            for await (ref, failure) in group {
-                if let failure { report.failed.append((ref, failure)) } else { report.rewrapped.append(ref) }
-                if let next = iterator.next() {
-                    group.addTask { (next, await self.rewrapOne(next, to: masterKey)) }
-                }
-            }
-        }
-        report.rewrapped.sort { ($0.keyID, $0.version) < ($1.keyID, $1.version) }
-        report.failed.sort { ($0.ref.keyID, $0.ref.version) < ($1.ref.keyID, $1.ref.version) }
-        logger.notice("rewrapped \(report.rewrapped.count) of \(refs.count) stored key versions under \(masterKey)\(report.failed.isEmpty ? "" : ", \(report.failed.count) failed")")
-        return report
-    }
-
-    /// nil when done, else why not.
-    private func rewrapOne(_ ref: KeyRef, to masterKey: String) async -> String? {
-        let path = directory.filePath(ref)
-        do throws(KeyStoreError) {
-            let current = try await key(ref)
-            let old: [UInt8]
-            do { old = try directory.read(ref) } catch { throw KeyStoreError(.unavailable, error.description) }
-            let new: [UInt8]
-            do {
-                new = try await provider.rewrapDataKey(old, to: masterKey, for: ref, path: path)
-            } catch {
-                throw KeyStoreError(Self.code(for: error), error.message)
-            }
-            let check: SecureBytes
-            do {
-                check = try await provider.unwrapDataKey(new, for: ref, path: path)
-            } catch {
-                throw KeyStoreError(Self.code(for: error), "the re-encrypted blob does not decrypt: \(error.message)")
-            }
-            guard check.isEqual(to: current) else {
-                throw KeyStoreError(.corrupt, "the re-encrypted blob decrypts to a different key; the old file is kept")
-            }
-            do { try directory.replace(ref, bytes: new) } catch { throw KeyStoreError(.unavailable, error.description) }
-            logger.info("rewrapped key \(ref.keyID) version \(ref.version) under \(masterKey)",
-                        metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
-            return nil
-        } catch {
-            logger.error("cannot rewrap \(ref): \(error.message)", metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
-            return error.message
-        }
     }
 
     /// Drops every unwrapped key; the memory is zeroed as the last references go.
@@ -321,20 +248,16 @@ public final class InstanceKeyStore: Sendable {
         }
         let wrapped: [UInt8]
         do {
-            wrapped = try directory.read(ref)
+            wrapped = try files.read(ref)
         } catch {
-            throw KeyStoreError(.unavailable, error.description)
+            throw KeyStoreError(error)
         }
-        do {
-            return try await provider.unwrapDataKey(wrapped, for: ref, path: directory.filePath(ref))
-        } catch {
-            throw KeyStoreError(Self.code(for: error), error.message)
-        }
+        return try await provider.unwrapDataKey(wrapped, for: ref, path: files.location(of: ref))
     }
 
     /// Adds a version found on disk but not in the index (written by `keybrokerctl import`).
     private func adopt(_ ref: KeyRef) -> Bool {
-        guard directory.exists(ref) else { return false }
+        guard files.exists(ref) else { return false }
         state.withLock { state in
             var versions = state.index[ref.keyID, default: []]
             if !versions.contains(ref.version) {
@@ -343,7 +266,7 @@ public final class InstanceKeyStore: Sendable {
                 state.index[ref.keyID] = versions
             }
         }
-        logger.info("adopted \(ref) found in \(directory.path)", metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
+        logger.info("adopted \(ref) found in \(files.location)", metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
         return true
     }
 
@@ -352,23 +275,13 @@ public final class InstanceKeyStore: Sendable {
         // Every key's history starts at version 1 (here and in aws_key_management), so one stat
         // tells a new key id from an imported one; scanning the directory for every new key id
         // made creating n keys cost n².
-        var info = stat()
-        guard stat(directory.filePath(KeyRef(keyID: keyID, version: 1)), &info) == 0 else { return false }
-        guard let found = try? directory.scan(removingLeftovers: false)[keyID], !found.isEmpty else { return false }
+        guard files.exists(KeyRef(keyID: keyID, version: 1)) else { return false }
+        guard let found = try? files.scan(removingLeftovers: false)[keyID], !found.isEmpty else { return false }
         var adopted = false
         for version in found where !(state.withLock { $0.index[keyID]?.contains(version) ?? false }) {
             adopted = adopt(KeyRef(keyID: keyID, version: version)) || adopted
         }
         return adopted
-    }
-
-    public static func code(for error: ProviderError) -> KeyStoreError.Code {
-        switch error.code {
-        case .unavailable: .unavailable
-        case .denied: .denied
-        case .corrupt: .corrupt
-        case .internal: .internal
-        }
     }
 
     /// Starts the write of the next version of `keyID`, after any write already queued for it.
@@ -399,20 +312,15 @@ public final class InstanceKeyStore: Sendable {
         let ref = KeyRef(keyID: keyID, version: (current ?? 0) + 1)
         do throws(KeyStoreError) {
             guard ref.version != 0 else { throw KeyStoreError(.internal, "key \(keyID) has no version numbers left") }
-            let (wrapped, key): ([UInt8], SecureBytes)
+            let (wrapped, key) = try await provider.generateDataKey(for: ref, length: keyLength)
             do {
-                (wrapped, key) = try await provider.generateDataKey(for: ref, length: keyLength)
+                try files.writeNew(ref, bytes: wrapped)
             } catch {
-                throw KeyStoreError(Self.code(for: error), error.message)
-            }
-            do {
-                try directory.writeNew(ref, bytes: wrapped)
-            } catch {
-                if error.errno == EEXIST, adopt(ref) {
+                if error.alreadyExists, adopt(ref) {
                     // Someone else (an import) wrote this version meanwhile: theirs stays, ours is dropped.
                     throw KeyStoreError(.unavailable, "\(ref) appeared on disk while it was being created; ask again")
                 }
-                throw KeyStoreError(.unavailable, error.description)
+                throw KeyStoreError(error)
             }
             state.withLock { state in
                 // sorted: an imported (adopted) version may have arrived meanwhile
@@ -431,11 +339,5 @@ public final class InstanceKeyStore: Sendable {
     }
 }
 
-public struct RotatedVersion: Sendable, Equatable {
-    public var keyID: UInt32
-    public var version: UInt32
-    public init(keyID: UInt32, version: UInt32) {
-        self.keyID = keyID
-        self.version = version
-    }
-}
+/// What `rotate` returns: the new version of each key id.
+public typealias RotatedVersion = KeyRef

@@ -1,6 +1,7 @@
+import BrokerProtocol
 import CKeybrokerSystem
 import Glibc
-import KMS
+import SystemSupport
 
 /// One instance's directory of wrapped data keys, `<prefix>.<id>.<version>`.
 ///
@@ -9,7 +10,7 @@ import KMS
 /// fails if the name exists, where rename would replace it), then the temporary name is removed and
 /// the directory fsynced. A crash leaves either no version or a complete one, plus at most a
 /// temporary file that `scan` removes.
-public struct KeyFileDirectory: Sendable {
+public struct KeyFileDirectory: KeyFileStore {
     public let path: String
     public let prefix: String
     static let temporaryMarker = ".tmp-"
@@ -23,14 +24,17 @@ public struct KeyFileDirectory: Sendable {
         "\(path)/\(prefix).\(ref.keyID).\(ref.version)"
     }
 
+    public var location: String { path }
+
+    public func location(of ref: KeyRef) -> String { filePath(ref) }
+
     /// Creates the directory (mode 0700) when missing.
     public func prepare() throws(StorageError) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST {
-            throw StorageError(path: path, operation: "create directory", errno: errno)
+        do {
+            try PrivateDirectory.create(path, what: "key directory")
+        } catch {
+            throw StorageError(error)
         }
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw StorageError(path: path, operation: "stat", errno: errno) }
-        guard (info.st_mode & S_IFMT) == S_IFDIR else { throw StorageError(path: path, operation: "use as key directory", errno: ENOTDIR) }
     }
 
     /// The versions present, per key id, ascending. Removes temporary files left by a crash unless
@@ -72,23 +76,11 @@ public struct KeyFileDirectory: Sendable {
     }
 
     public func read(_ ref: KeyRef) throws(StorageError) -> [UInt8] {
-        let file = filePath(ref)
-        let fd = CKB_open_read(file)
-        guard fd >= 0 else { throw StorageError(path: file, operation: "open", errno: -fd) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = Glibc.read(fd, &chunk, chunk.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw StorageError(path: file, operation: "read", errno: errno)
-            }
-            if count == 0 { break }
-            bytes += chunk[0..<count]
-            if bytes.count > 1 << 20 { throw StorageError(path: file, operation: "read", errno: EFBIG) }
+        do {
+            return try SmallFile.read(path: filePath(ref), limit: 1 << 20, followSymlinks: false)
+        } catch {
+            throw StorageError(error)
         }
-        return bytes
     }
 
     public func exists(_ ref: KeyRef) -> Bool {
@@ -96,9 +88,13 @@ public struct KeyFileDirectory: Sendable {
         return lstat(filePath(ref), &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
+    public func writeNew(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError) {
+        try writeNew(ref, bytes: bytes, owner: nil)
+    }
+
     /// Writes a new version; fails with EEXIST if that version is already on disk. `owner` (uid,
     /// gid) is applied when given, so a root-run `keybrokerctl import` leaves files the daemon owns.
-    public func writeNew(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)? = nil) throws(StorageError) {
+    public func writeNew(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)?) throws(StorageError) {
         let final = filePath(ref)
         let temporary = try writeTemporary(ref, bytes: bytes, owner: owner)
         defer { unlink(temporary) }
@@ -155,22 +151,5 @@ public struct KeyFileDirectory: Sendable {
         guard fd >= 0 else { throw StorageError(path: path, operation: "open directory", errno: -fd) }
         defer { close(fd) }
         guard fsync(fd) == 0 else { throw StorageError(path: path, operation: "fsync directory", errno: errno) }
-    }
-}
-
-/// A file-system failure, named by path and errno.
-public struct StorageError: Error, Sendable, CustomStringConvertible {
-    public var path: String
-    public var operation: String
-    public var errno: Int32
-
-    public init(path: String, operation: String, errno: Int32) {
-        self.path = path
-        self.operation = operation
-        self.errno = errno
-    }
-
-    public var description: String {
-        "cannot \(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
     }
 }

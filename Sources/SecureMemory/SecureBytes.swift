@@ -1,4 +1,5 @@
 import CKeybrokerCrypto
+import SystemSupport
 
 /// Secret bytes (a data key, a master key) in locked memory, zeroed when the last reference goes.
 /// Immutable after creation, hence safe to share between threads.
@@ -65,10 +66,7 @@ public final class SecureBytes: @unchecked Sendable {
         withUnsafeBytes { bytes in
             CKB_sha256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &digest)
         }
-        return digest.prefix(8).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        return Hex.encode(digest.prefix(8))
     }
 
     /// Constant-time comparison.

@@ -1,11 +1,10 @@
 import ArgumentParser
 import BrokerConfiguration
 import BrokerProtocol
-import CKeybrokerCrypto
 import Foundation
 import Glibc
 import KeyStore
-import KMS
+import SystemSupport
 
 /// Sends one ADMIN command (protocol extension 0x06) and returns its JSON answer.
 func adminCommand(_ options: GlobalOptions, _ command: String, timeoutSeconds: Int) throws(CommandError) -> [String: Any] {
@@ -114,10 +113,10 @@ func directoryOwner(_ path: String) -> (uid: uid_t, gid: gid_t)? {
 }
 
 func prepareDirectory(_ path: String, owner: (uid: uid_t, gid: gid_t)?) throws(CommandError) {
-    if mkdir(path, 0o700) == 0 {
-        if let owner { _ = chown(path, owner.uid, owner.gid) }
-    } else if errno != EEXIST {
-        throw CommandError("cannot create \(path): \(String(cString: strerror(errno)))")
+    do {
+        try PrivateDirectory.create(path, owner: owner)
+    } catch {
+        throw CommandError(error.errno == ENOTDIR ? "\(path) is not a directory" : "cannot create \(path): \(error.reason)")
     }
 }
 
@@ -169,11 +168,11 @@ struct Import: ParsableCommand {
         defer { connection.close() }
         for ref in present {
             do {
-                guard case var .getKey(key) = try connection.call(.getKey(keyID: ref.keyID, version: ref.version)) else {
+                guard case var .getKey(bytes) = try connection.call(.getKey(keyID: ref.keyID, version: ref.version)) else {
                     throw CommandError("unexpected answer to GET_KEY")
                 }
-                print("key \(ref.keyID) version \(ref.version): loaded (\(key.count * 8) bits, fingerprint \(fingerprint(key)))")
-                key.withUnsafeMutableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+                let key = secureKey(&bytes)
+                print("key \(ref.keyID) version \(ref.version): loaded (\(key.count * 8) bits, fingerprint \(key.fingerprint))")
             } catch {
                 print("key \(ref.keyID) version \(ref.version): FAILED to load: \(error)")
                 problems += 1

@@ -2,6 +2,7 @@ import BrokerProtocol
 import CKeybrokerSystem
 import Glibc
 import NIOCore
+import SystemSupport
 
 /// A blocking protocol v1 client over the broker's Unix socket, for one command's few requests.
 struct BrokerConnection {
@@ -13,7 +14,7 @@ struct BrokerConnection {
         let fd = CKB_unix_connect(path)
         guard fd >= 0 else {
             let hint = (-fd == ENOENT || -fd == ECONNREFUSED) ? " (is keybrokerd running?)" : (-fd == EACCES ? " (are you in the socket's group?)" : "")
-            throw CommandError("cannot connect to \(path): \(String(cString: strerror(-fd)))\(hint)")
+            throw CommandError("cannot connect to \(path): \(errnoText(-fd))\(hint)")
         }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -36,7 +37,7 @@ struct BrokerConnection {
         var sent = 0
         while sent < bytes.count {
             let count = Array(bytes.dropFirst(sent)).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard count > 0 else { throw CommandError("cannot send to \(path): \(String(cString: strerror(errno)))") }
+            guard count > 0 else { throw CommandError("cannot send to \(path): \(errnoText(errno))") }
             sent += count
         }
         let header = try receive(4)
@@ -68,7 +69,7 @@ struct BrokerConnection {
             if n == 0 { throw CommandError("the broker closed the connection") }
             if n < 0 {
                 if errno == EINTR { continue }
-                let reason = errno == EAGAIN ? "timed out waiting for the broker" : String(cString: strerror(errno))
+                let reason = errno == EAGAIN ? "timed out waiting for the broker" : errnoText(errno)
                 throw CommandError("cannot read from \(path): \(reason)")
             }
             received += n

@@ -1,9 +1,10 @@
 import ArgumentParser
 import BrokerConfiguration
 import BrokerProtocol
-import CKeybrokerCrypto
 import Foundation
 import KMS
+import SecureMemory
+import SystemSupport
 
 struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("keybrokerd's configuration, to find the socket.", valueName: "path"))
@@ -37,7 +38,7 @@ struct Keybrokerctl: ParsableCommand {
         commandName: "keybrokerctl",
         abstract: "Administer keybroker: inspect, fetch and rotate data keys.",
         subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, Rewrap.self, Import.self, Export.self, Unlock.self,
-                      InitLocal.self, SigV4Check.self])
+                      InitLocal.self])
 
     /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.
     static func main() {
@@ -80,14 +81,10 @@ func movingGlobalOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
     return [arguments[index]] + leading + arguments[(index + 1)...]
 }
 
-func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
-}
-
-func fingerprint(_ key: [UInt8]) -> String {
-    var digest = [UInt8](repeating: 0, count: 32)
-    CKB_sha256(key, key.count, &digest)
-    return hex(Array(digest.prefix(8)))
+/// A key received from the broker, moved into locked memory (the array is zeroed).
+func secureKey(_ bytes: inout [UInt8]) -> SecureBytes {
+    defer { bytes.cleanse() }
+    return SecureBytes(copying: bytes)
 }
 
 func parseKeyID(_ text: String, what: String = "key id") throws -> UInt32 {
@@ -155,10 +152,11 @@ struct Latest: ParsableCommand {
         let keyID = try parseKeyID(id)
         var connection = try options.connect()
         defer { connection.close() }
-        guard case let .latestKey(version, key) = try connection.call(.latestKey(keyID: keyID)) else {
+        guard case .latestKey(let version, var bytes) = try connection.call(.latestKey(keyID: keyID)) else {
             throw CommandError("unexpected answer to LATEST_KEY")
         }
-        print("key \(keyID) version \(version) (\(key.count * 8) bits, fingerprint \(fingerprint(key)))")
+        let key = secureKey(&bytes)
+        print("key \(keyID) version \(version) (\(key.count * 8) bits, fingerprint \(key.fingerprint))")
     }
 }
 
@@ -174,22 +172,26 @@ struct GetKey: ParsableCommand {
         let requested = try version.map { try parseKeyID($0, what: "version") }
         var connection = try options.connect()
         defer { connection.close() }
-        var key: [UInt8]
+        var bytes: [UInt8]
         let keyVersion: UInt32
         if let requested {
-            guard case let .getKey(bytes) = try connection.call(.getKey(keyID: keyID, version: requested)) else {
+            guard case let .getKey(received) = try connection.call(.getKey(keyID: keyID, version: requested)) else {
                 throw CommandError("unexpected answer to GET_KEY")
             }
-            (keyVersion, key) = (requested, bytes)
+            (keyVersion, bytes) = (requested, received)
         } else {
-            guard case let .latestKey(latest, bytes) = try connection.call(.latestKey(keyID: keyID)) else {
+            guard case let .latestKey(latest, received) = try connection.call(.latestKey(keyID: keyID)) else {
                 throw CommandError("unexpected answer to LATEST_KEY")
             }
-            (keyVersion, key) = (latest, bytes)
+            (keyVersion, bytes) = (latest, received)
         }
-        print("key \(keyID) version \(keyVersion) (\(key.count * 8) bits, fingerprint \(fingerprint(key)))")
-        if reveal { print(hex(key)) }
-        key.withUnsafeMutableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+        let key = secureKey(&bytes)
+        print("key \(keyID) version \(keyVersion) (\(key.count * 8) bits, fingerprint \(key.fingerprint))")
+        if reveal {
+            var digits = key.withUnsafeBytes { Hex.encodedBytes($0) }
+            print(String(decoding: digits, as: UTF8.self))
+            digits.cleanse()
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import CKeybrokerSystemd
 import Glibc
 import Logging
+import SystemSupport
 
 /// One line per event. Under systemd (stderr connected to the journal) entries go to the journal
 /// natively with structured fields; if the journal refuses one, it is written to stderr instead so
@@ -75,14 +76,7 @@ struct DaemonLogHandler: LogHandler {
     private func writeToStderr(event: LogEvent, metadata: Logger.Metadata) {
         var line = ""
         if !useJournal {
-            var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
-            var parts = tm()
-            var seconds = now.tv_sec
-            gmtime_r(&seconds, &parts)
-            var text = [CChar](repeating: 0, count: 32)
-            strftime(&text, text.count, "%Y-%m-%dT%H:%M:%SZ ", &parts)
-            line += String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            line += CivilTime(unix: unixNow()).iso8601 + " "
         }
         line += "keybrokerd: \(event.level == .info ? "note" : event.level.rawValue): "
         if let instance = metadata["instance"] { line += "[\(instance)] " }

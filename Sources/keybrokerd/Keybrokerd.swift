@@ -1,13 +1,14 @@
 import ArgumentParser
-import AWSKMS
 import Broker
 import BrokerConfiguration
+import BrokerPolicy
 import CKeybrokerSystem
 import CKeybrokerSystemd
 import Glibc
 import KeyStore
 import Logging
 import ServiceLifecycle
+import SystemSupport
 
 @main
 struct Keybrokerd: AsyncParsableCommand {
@@ -30,12 +31,8 @@ struct Keybrokerd: AsyncParsableCommand {
         } catch let error as StartupError {
             writeToStandardError("keybrokerd: \(error.message)\n")
             _ = CKB_notify("STATUS=failed to start: \(error.message)")
-            throw ExitCode(1)
+            throw ExitCode(error.exitStatus)
         }
-    }
-
-    struct StartupError: Error {
-        var message: String
     }
 
     private func serve(hardeningError: Int32) async throws {
@@ -43,14 +40,14 @@ struct Keybrokerd: AsyncParsableCommand {
         do {
             settings = try BrokerConfig.load(path: config)
         } catch {
-            throw StartupError(message: error.description)
+            throw StartupError(error)
         }
         let useJournal = CKB_stderr_is_journal() == 1
         let level = Self.loggerLevel(settings.logLevel)
         LoggingSystem.bootstrap { _ in DaemonLogHandler(level: level, useJournal: useJournal) }
         let logger = Logger(label: "keybrokerd")
         if hardeningError != 0 {
-            logger.warning("cannot make the process non-dumpable: \(String(cString: strerror(-hardeningError)))")
+            logger.warning("cannot make the process non-dumpable: \(errnoText(-hardeningError))")
         }
         let openFiles = CKB_raise_open_files_limit()
         if openFiles > 0 && openFiles < settings.limits.maxConnections + 64 {
@@ -62,7 +59,7 @@ struct Keybrokerd: AsyncParsableCommand {
             target = try ListenTarget.fromEnvironment(fallbackPath: settings.socketPath)
             if case let .path(path) = target, !check { try ListenTarget.prepareToBind(path) }
         } catch {
-            throw StartupError(message: error.description)
+            throw StartupError(error)
         }
         let broker = try await Self.makeBroker(settings, logger: logger)
         if check {
@@ -87,7 +84,7 @@ struct Keybrokerd: AsyncParsableCommand {
         do {
             try await group.run()
         } catch let error as BrokerServer.Failure {
-            throw StartupError(message: error.description)
+            throw StartupError(error.description)
         }
         broker.releaseKeys()
         logger.info("stopped; \(broker.requestsServed) requests served, keys zeroed")
@@ -104,50 +101,41 @@ struct Keybrokerd: AsyncParsableCommand {
 
     /// Everything the configuration names, checked before the socket is opened: users and groups,
     /// master keys, the state directory and the key files already in it.
-    static func makeBroker(_ settings: BrokerConfig, logger: Logger) async throws -> BrokerContext {
+    static func makeBroker(_ settings: BrokerConfig, logger: Logger) async throws(StartupError) -> BrokerContext {
         let file = settings.file
+        let providers = ProviderFactory(configFile: file, environment: environment(), logger: logger)
+        let stores = StoreFactory(configFile: file, stateDirectory: settings.stateDirectory)
+        let admins: AccessList
+        var clients: [String: AccessList] = [:]
         do {
-            let admins = try AccessList.resolve(settings.admins, file: file, key: "admins")
-            var clients: [String: AccessList] = [:]
-            var stores: [String: InstanceKeyStore] = [:]
-            try prepareStateDirectory(settings.stateDirectory, file: file)
+            admins = try AccessList.resolve(settings.admins, file: file, key: "admins")
             for instance in settings.instances {
                 clients[instance.name] = try AccessList.resolve(instance.clients, file: file, key: "instances.\(instance.name).clients")
-                let provider = try await instance.makeProvider(configFile: file, environment: Self.environment(), logger: logger)
-                let store = InstanceKeyStore(name: instance.name, provider: provider,
-                                             directory: "\(settings.stateDirectory)/\(instance.name)",
-                                             keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate && provider.canCreateKeys,
-                                             logger: logger)
-                do {
-                    try store.open()
-                } catch {
-                    throw StartupError(message: "instance \"\(instance.name)\": \(error.description)")
-                }
-                stores[instance.name] = store
             }
-            for instance in settings.instances {
-                guard let store = stores[instance.name] else { continue }
-                let summary = store.summary()
-                let detail = (store.provider as? AWSKMSProvider).map { " (\($0.summary))" } ?? ""
-                logger.info("instance \"\(instance.name)\": provider \(store.provider.name)\(detail), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.directory.path)")
+        } catch {
+            throw StartupError(error)
+        }
+        try stores.prepare()
+        var instances: [String: InstanceKeyStore] = [:]
+        for instance in settings.instances {
+            let provider = try await providers.makeProvider(for: instance)
+            let store = InstanceKeyStore(name: instance.name, provider: provider, files: stores.makeStore(for: instance, provider: provider),
+                                         keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate && provider.canCreateKeys,
+                                         logger: logger)
+            do {
+                try store.open()
+            } catch {
+                throw StartupError("instance \"\(instance.name)\": \(error.description)")
             }
-            return BrokerContext(instances: stores, clients: clients, admins: admins, limits: settings.limits, logger: logger)
-        } catch let error as ConfigError {
-            throw StartupError(message: error.description)
+            instances[instance.name] = store
         }
-    }
-
-    static func prepareStateDirectory(_ path: String, file: String) throws {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST {
-            throw StartupError(message: "\(file): state_dir: cannot create \(path): \(String(cString: strerror(errno)))")
+        for instance in settings.instances {
+            guard let store = instances[instance.name] else { continue }
+            let summary = store.summary()
+            let detail = (store.provider as? any StatusReportingProvider).map { " (\($0.summary))" } ?? ""
+            logger.info("instance \"\(instance.name)\": provider \(store.provider.name)\(detail), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.files.location)")
         }
-        var info = stat()
-        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw StartupError(message: "\(file): state_dir: \(path) is not a directory")
-        }
-        if info.st_mode & 0o077 != 0 {
-            throw StartupError(message: "\(file): state_dir: \(path) is open to group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 700 \(path)")
-        }
+        return BrokerContext(instances: instances, clients: clients, admins: admins, limits: settings.limits, logger: logger)
     }
 
     static func environment() -> [String: String] {
@@ -161,28 +149,5 @@ struct Keybrokerd: AsyncParsableCommand {
             entry += 1
         }
         return result
-    }
-}
-
-/// Unwraps every stored key at start-up, with bounded concurrency per instance, then stays until
-/// shutdown: ServiceGroup treats a service that returns early during a graceful shutdown as a
-/// failure, and a warm-up cut short by SIGTERM is not one.
-struct WarmUpService: Service {
-    let broker: BrokerContext
-    let settings: BrokerConfig
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                for instance in settings.instances {
-                    guard let store = broker.instances[instance.name] else { continue }
-                    group.addTask {
-                        await store.provider.prepare()
-                        await store.warmUp(concurrency: instance.prefetchConcurrency)
-                    }
-                }
-            }
-        }
-        try? await gracefulShutdown()
     }
 }

@@ -1,6 +1,8 @@
 @testable import AWSKMS
 import Glibc
+import ProviderSettings
 import SecureMemory
+import SystemSupport
 import XCTest
 
 final class JSONReaderTests: XCTestCase {

@@ -1,4 +1,5 @@
 import BrokerConfiguration
+import BrokerPolicy
 import XCTest
 
 final class BrokerConfigTests: XCTestCase {

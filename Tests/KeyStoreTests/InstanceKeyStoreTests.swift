@@ -1,3 +1,4 @@
+import BrokerProtocol
 import Glibc
 import KMS
 import KeyStore

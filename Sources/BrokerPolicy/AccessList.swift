@@ -1,34 +1,5 @@
 import Glibc
 
-/// Who may connect: a user name, `@group`, or a numeric uid (as a string or an integer).
-public enum Principal: Sendable, Equatable, CustomStringConvertible {
-    case user(String)
-    case group(String)
-    case uid(UInt32)
-
-    public init?(parsing text: String) {
-        if text.hasPrefix("@") {
-            let name = String(text.dropFirst())
-            guard !name.isEmpty else { return nil }
-            self = .group(name)
-        } else if let first = text.first, first.isNumber, let uid = UInt32(text) {
-            self = .uid(uid)
-        } else if !text.isEmpty {
-            self = .user(text)
-        } else {
-            return nil
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case let .user(name): name
-        case let .group(name): "@\(name)"
-        case let .uid(uid): "\(uid)"
-        }
-    }
-}
-
 /// Principals resolved to uids and gids once, at start-up, so authenticating a peer needs no
 /// name-service lookup on the request path.
 public struct AccessList: Sendable, Equatable {
@@ -45,21 +16,31 @@ public struct AccessList: Sendable, Equatable {
         uids.contains(uid) || gids.contains(gid)
     }
 
-    public static func resolve(_ principals: [Principal], file: String, key: String) throws(ConfigError) -> AccessList {
+    /// A name that is not a user or group on this system.
+    public struct UnknownPrincipal: Error, Sendable, CustomStringConvertible {
+        public var principal: Principal
+
+        public var description: String {
+            switch principal {
+            case let .group(name): "no group named \"\(name)\" on this system"
+            case let .user(name): "no user named \"\(name)\" on this system"
+            case .uid: "\(principal) is not known on this system"
+            }
+        }
+    }
+
+    /// Looks every name up (passwd and group databases); a group brings its listed members.
+    public init(resolving principals: [Principal]) throws(UnknownPrincipal) {
         var list = AccessList()
         for principal in principals {
             switch principal {
             case let .uid(uid):
                 list.uids.insert(uid)
             case let .user(name):
-                guard let entry = getpwnam(name) else {
-                    throw ConfigError(file: file, key: key, "no user named \"\(name)\" on this system")
-                }
+                guard let entry = getpwnam(name) else { throw UnknownPrincipal(principal: principal) }
                 list.uids.insert(entry.pointee.pw_uid)
             case let .group(name):
-                guard let entry = getgrnam(name) else {
-                    throw ConfigError(file: file, key: key, "no group named \"\(name)\" on this system")
-                }
+                guard let entry = getgrnam(name) else { throw UnknownPrincipal(principal: principal) }
                 list.gids.insert(entry.pointee.gr_gid)
                 var members: [String] = []
                 if var member = entry.pointee.gr_mem {
@@ -73,6 +54,6 @@ public struct AccessList: Sendable, Equatable {
                 }
             }
         }
-        return list
+        self = list
     }
 }

@@ -36,10 +36,3 @@ public struct AWSSettings: Sendable, Equatable {
         !region.isEmpty && region.utf8.count <= 64 && region.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
     }
 }
-
-/// A start-up problem of an AWS instance; `setting` names the configuration key it is about.
-public struct AWSSetupError: Error, Sendable, CustomStringConvertible {
-    public var setting: String
-    public var message: String
-    public var description: String { message }
-}

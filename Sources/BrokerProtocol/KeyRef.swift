@@ -1,4 +1,5 @@
-/// One data key version of one instance: what a provider binds a wrapped key to.
+/// One version of one data key, `key_id:u32 version:u32` on the wire: what GET_KEY asks for, what
+/// ROTATE answers with, what a store names a file by and a provider binds a wrapped key to.
 public struct KeyRef: Hashable, Sendable, CustomStringConvertible {
     public var keyID: UInt32
     public var version: UInt32

@@ -1,0 +1,57 @@
+import BrokerProtocol
+import Glibc
+import SystemSupport
+
+/// Where one instance's wrapped data keys are kept, one blob per `KeyRef`. The first
+/// implementation is a local directory (`KeyFileDirectory`); a shared store (S3) is the next one.
+///
+/// A store keeps bytes and knows nothing of providers: a version, once written, is never
+/// overwritten except by `replace` (rewrap: the same key under another master key), and nothing
+/// is ever deleted. The calls block the calling task; `InstanceKeyStore` makes them from tasks,
+/// never from an event loop.
+public protocol KeyFileStore: Sendable {
+    /// Where the store is, for log lines (a directory path, a bucket URL).
+    var location: String { get }
+
+    /// Names one version in messages (its file path or object key).
+    func location(of ref: KeyRef) -> String
+
+    /// Creates what is missing (the directory) and checks that the store can be used.
+    func prepare() throws(StorageError)
+
+    /// The versions present, per key id, ascending. With `removingLeftovers`, traces of writes a
+    /// crash interrupted are cleaned up (at start-up only: a scan while the daemon runs must leave
+    /// writes in flight alone).
+    func scan(removingLeftovers: Bool) throws(StorageError) -> [UInt32: [UInt32]]
+
+    func read(_ ref: KeyRef) throws(StorageError) -> [UInt8]
+
+    func exists(_ ref: KeyRef) -> Bool
+
+    /// Writes a new version atomically; fails with `alreadyExists` when that version is there.
+    func writeNew(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError)
+
+    /// Replaces an existing version atomically: the old bytes stay until the new ones are complete.
+    func replace(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError)
+}
+
+/// A storage failure: today always a failed system call on a path (the directory store); a
+/// remote store adds what its service reports.
+public struct StorageError: Error, Sendable, CustomStringConvertible {
+    public var cause: SystemError
+
+    public init(_ cause: SystemError) {
+        self.cause = cause
+    }
+
+    public init(path: String, operation: String, errno: Int32) {
+        self.init(SystemError(path: path, operation: operation, errno: errno))
+    }
+
+    public var errno: Int32 { cause.errno }
+
+    /// A write lost to a version that is already there (`writeNew`).
+    public var alreadyExists: Bool { cause.errno == EEXIST }
+
+    public var description: String { cause.description }
+}

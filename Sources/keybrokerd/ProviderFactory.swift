@@ -1,0 +1,58 @@
+import AWSKMS
+import BrokerConfiguration
+import KeyStore
+import KMS
+import Logging
+import ProviderSettings
+
+/// Builds each instance's provider from its settings: the one place that knows every provider
+/// module. Reading master keys and asking the EC2 metadata service for a region happen here, not
+/// in the configuration. A new provider is a new module and one more case below.
+struct ProviderFactory {
+    let configFile: String
+    /// CREDENTIALS_DIRECTORY and the AWS_* variables.
+    let environment: [String: String]
+    let logger: Logger
+
+    func makeProvider(for instance: InstanceConfig) async throws(StartupError) -> any KeyProvider {
+        switch instance.provider {
+        case let .local(source): try makeLocal(instance.name, source)
+        case let .aws(settings): try await makeAWS(instance.name, settings)
+        }
+    }
+
+    private func makeAWS(_ name: String, _ settings: AWSSettings) async throws(StartupError) -> any KeyProvider {
+        do {
+            return try await AWSKMSProvider.make(instance: name, settings: settings, environment: environment, logger: logger)
+        } catch {
+            // Exit status 1, not 78: the region and endpoints come from the environment, the AWS
+            // profile files and the metadata service too, which can change without the unit.
+            throw StartupError(ConfigError(file: configFile, key: "instances.\(name).\(error.setting)", error.message).description)
+        }
+    }
+
+    private func makeLocal(_ name: String, _ source: InstanceConfig.MasterKeySource) throws(StartupError) -> any KeyProvider {
+        let path: String
+        let key: String
+        switch source {
+        case let .file(file):
+            path = file
+            key = "instances.\(name).master_key_file"
+        case let .credential(credential):
+            key = "instances.\(name).master_key_credential"
+            guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
+                throw StartupError(ConfigError(file: configFile, key: key, "CREDENTIALS_DIRECTORY is not set; run keybrokerd from keybroker.service (LoadCredential=\(credential):keybroker.\(credential), the key in /etc/credstore/keybroker.\(credential)), or use master_key_file"))
+            }
+            path = "\(directory)/\(credential)"
+        }
+        do {
+            // systemd hands credentials over in a directory only this service can read, and may
+            // grant access through ACLs that show up as group bits: the mode check is for files
+            // an admin manages.
+            let fromCredentials = if case .credential = source { true } else { false }
+            return LocalProvider(masterKey: try MasterKeyFile.read(path: path, requirePrivateMode: !fromCredentials), instance: name)
+        } catch {
+            throw StartupError(ConfigError(file: configFile, key: key, error.description))
+        }
+    }
+}
