@@ -15,6 +15,8 @@
    status                  -> status NAME VALUE ...
    limit_memory MB         -> limit_memory           address space: what is mapped now plus MB
    busy_deinit MISSES HITS FIRST  -> busy_deinit MS BAD   deinit while lookups run on other threads
+   hits_during_misses N FIRST MS  -> hits_during_misses HITS WORST_MS   key 1 looked up for MS ms
+                                                     while N threads miss FIRST, FIRST+1, ...
    stress MS READERS IDS   -> stress INVALID CALLS   readers over ids 1..IDS, rotations, TTL and
                                                      timeout changes, all at once
 */
@@ -58,6 +60,34 @@ static void *miss_thread(void *arg)
   m->version = enc->get_latest_key_version(m->key_id);
   m->ms = ms_since(t0);
   return NULL;
+}
+
+/* Cached lookups of key 1 on this thread while n others wait for the broker: none may wait too. */
+static void hits_during_misses(int n, unsigned first, int ms)
+{
+  struct miss *m = calloc((size_t) n, sizeof *m);
+  for (int i = 0; i < n; i++)
+  {
+    m[i].key_id = first + (unsigned) i;
+    pthread_create(&m[i].thread, NULL, miss_thread, &m[i]);
+  }
+  const unsigned version = enc->get_latest_key_version(1);
+  double worst = 0;
+  long hits = 0;
+  for (const double end = now() + ms / 1000.0; now() < end; hits++)
+  {
+    unsigned char key[32];
+    unsigned len = sizeof key;
+    const double t0 = now();
+    if (enc->get_latest_key_version(1) != version || enc->get_key(1, version, key, &len))
+      break;
+    if (now() - t0 > worst)
+      worst = now() - t0;
+  }
+  for (int i = 0; i < n; i++)
+    pthread_join(m[i].thread, NULL);
+  printf("hits_during_misses %ld %.1f\n", hits, worst * 1000);
+  free(m);
 }
 
 static void threads(int n, unsigned first, unsigned step)
@@ -295,6 +325,8 @@ static void command(char *line)
     const struct rlimit limit = { pages * 4096 + (rlim_t) n * 1048576, RLIM_INFINITY };
     printf("limit_memory %d\n", setrlimit(RLIMIT_AS, &limit));
   }
+  else if (sscanf(line, "hits_during_misses %d %u %d", &n, &a, &m) == 3)
+    hits_during_misses(n, a, m);
   else if (sscanf(line, "busy_deinit %d %d %u", &n, &m, &a) == 3)
     busy_deinit(n, m, a);
   else if (sscanf(line, "stress %d %d %u", &n, &m, &c) == 3)

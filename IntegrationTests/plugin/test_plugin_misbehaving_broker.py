@@ -161,6 +161,9 @@ def test_misses_share_one_request_and_one_deadline(broker, driver):
     assert all(v == INVALID for v, _ in results)
     assert max(ms for _, ms in results) <= TIMEOUT_MS + 300 and wall < 2.5, same
     assert broker.count(kbproto.OP_LATEST_KEY, key_id=9) == 1, "one request for all six"
+    # Meanwhile cached keys answer: a hit never waits for a miss (which waits 1.5 s here).
+    hits, worst_ms = driver.cmd("hits_during_misses 4 100 1000")
+    assert int(hits) > 10000 and float(worst_ms) < TIMEOUT_MS / 2, (hits, worst_ms)
 
     different = [tuple(map(float, r.split(":"))) for r in driver.cmd("threads 6 10 1")]
     assert max(ms for _, ms in different) <= TIMEOUT_MS + 300, different
