@@ -333,6 +333,10 @@ static void command(char *line)
     stress(n, m, c);
   else
     printf("unknown %s\n", line);
+  /* The answer is still in stdout's buffer: the marker on stderr tells the test that every log
+     line of this command has been read by the time the answer arrives. */
+  fputs("\001done\n", stderr);
+  fflush(stderr);
   fflush(stdout);
 }
 

@@ -30,6 +30,7 @@ class Driver:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.err_lines = []
+        self._done = threading.Semaphore(0)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         self.set("socket", socket)
@@ -38,7 +39,10 @@ class Driver:
 
     def _read_stderr(self):
         for line in self.proc.stderr:
-            self.err_lines.append(line.rstrip("\n"))
+            if line == "\x01done\n":  # every line of the last command is in err_lines
+                self._done.release()
+            else:
+                self.err_lines.append(line.rstrip("\n"))
 
     @property
     def log(self):
@@ -53,6 +57,7 @@ class Driver:
         t.join(timeout)
         if not out or not out[0]:
             raise RuntimeError(f"driver gave no answer to {line!r} (exit {self.proc.poll()}):\n{self.log[-4000:]}")
+        self._done.acquire(timeout=10)
         return out[0].split()[1:]
 
     def set(self, name, value):
