@@ -8,6 +8,7 @@ let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
@@ -52,7 +53,7 @@ let package = Package(
         .target(name: "Broker", dependencies: [
             "BrokerProtocol", "BrokerPolicy", "KeyStore", "SecureMemory", "SystemSupport",
             "CKeybrokerCrypto", "CKeybrokerSystem", "CKeybrokerSystemd",
-            nioCore, nioPosix, logging, serviceLifecycle,
+            nioCore, nioPosix, logging, serviceLifecycle, unixSignals,
         ]),
 
         // Configuration and the executables.

@@ -11,7 +11,8 @@ from broker import Broker
 
 @pytest.fixture(scope="module")
 def broker(workdir):
-    b = Broker(workdir / "limits", extra={"frame_timeout_ms": 600, "max_in_flight_per_connection": 8, "max_connections": 1100})
+    b = Broker(workdir / "limits", extra={"frame_timeout_ms": 600, "max_in_flight_per_connection": 8, "max_connections": 1100,
+                                          "max_connections_per_uid": 1100})
     b.start()
     yield b
     b.stop()

@@ -87,12 +87,13 @@ class Broker:
     def write_config(self):
         self.config_path.write_text(render_config(self.top, self.instances))
 
-    def start(self, wait=True, env=None, args=()):
+    def start(self, wait=True, env=None, args=(), prefix=()):
+        """`prefix`: a command that execs keybrokerd (prlimit, setpriv), so the pid stays the daemon's."""
         if env is not None:
             self.env = env  # restart() reuses it
         env = getattr(self, "env", None)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(KEYBROKERD), "--config", str(self.config_path), *args],
+        self.proc = subprocess.Popen([*prefix, str(KEYBROKERD), "--config", str(self.config_path), *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_ready()

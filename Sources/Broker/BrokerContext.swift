@@ -1,4 +1,5 @@
 import BrokerPolicy
+import Glibc
 import KeyStore
 import Logging
 import NIOCore
@@ -11,22 +12,25 @@ public final class BrokerContext: Sendable {
     public static let serverName = "keybrokerd 0.1.0"
 
     public let instances: [String: InstanceKeyStore]
-    let clients: [String: AccessList]
-    let admins: AccessList
+    public let access: AccessPolicy
     let limits: Limits
     let logger: Logger
     let counters = BrokerCounters()
     let startedAt = ContinuousClock.now
-    /// Open connections, so shutdown can close them and max_connections can be enforced.
-    let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Open connections, so shutdown can close them and the connection limits can be enforced.
+    let registry: ConnectionRegistry
+    let peerLog: PeerEventLog
+    public let memoryReport: LockedMemoryReport
 
-    public init(instances: [String: InstanceKeyStore], clients: [String: AccessList], admins: AccessList,
-                limits: Limits, logger: Logger) {
+    public init(instances: [String: InstanceKeyStore], access: AccessPolicy, limits: Limits, logger: Logger) {
         self.instances = instances
-        self.clients = clients
-        self.admins = admins
+        self.access = access
         self.limits = limits
         self.logger = logger
+        self.registry = ConnectionRegistry(maximum: limits.maxConnections, maximumPerUID: limits.maxConnectionsPerUID,
+                                           maximumUnauthenticated: limits.maxUnauthenticatedPerUID)
+        self.peerLog = PeerEventLog(logger: logger, interval: .milliseconds(limits.peerLogIntervalMilliseconds))
+        self.memoryReport = LockedMemoryReport(logger: logger)
     }
 
     /// Requests being answered right now, across all connections.
@@ -76,6 +80,9 @@ public final class BrokerContext: Sendable {
                 ("pages", .int(pool.pages)),
                 ("keys", .int(pool.slotsInUse)),
                 ("unlocked_pages", .int(pool.unlockedPages)),
+                // What the kernel shows as VmLck in /proc/PID/status.
+                ("locked_kib", .int((pool.pages - pool.unlockedPages) * pool.pageSize / 1024)),
+                ("lock_error", pool.lastLockError == 0 ? .null : .string(errnoText(pool.lastLockError))),
             ])),
             ("instances", .object(instanceMembers)),
         ])

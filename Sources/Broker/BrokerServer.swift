@@ -1,4 +1,5 @@
 import BrokerProtocol
+import CKeybrokerSystem
 import Glibc
 import Logging
 import NIOCore
@@ -59,41 +60,40 @@ public final class BrokerServer: Service {
 
     public func run() async throws {
         let broker = broker
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker))
-                }
-            }
-        let serverChannel: any Channel
+        let listener: CInt
         switch target {
         case let .inheritedDescriptor(fd):
-            do {
-                serverChannel = try await bootstrap.withBoundSocket(fd).get()
-            } catch {
-                throw Failure(description: "Failed to listen on the socket passed by systemd (fd \(fd)): \(error)")
-            }
+            listener = fd
             logger.info("listening on the socket passed by systemd (fd \(fd))")
         case let .path(path):
-            // Bound under a temporary name, given its mode, then renamed into place: a client never
-            // finds the socket with the process umask's mode, and the name appears only when ready.
-            let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-            let temporary = "\(directory)/.keybrokerd-\(getpid()).sock"
-            unlink(temporary)
-            do {
-                serverChannel = try await bootstrap.bind(unixDomainSocketPath: temporary).get()
-            } catch {
-                throw Failure(description: "Failed to listen on \(path): \(error)")
+            // The socket's mode is set on the descriptor before bind gives it its name: no one can
+            // find it with another mode, and nothing is changed by path afterwards.
+            let fd = CKB_unix_bind(path, 0o660)
+            guard fd >= 0 else {
+                throw Failure(description: "Failed to listen on \(path): \(errnoText(-fd))")
             }
-            guard chmod(temporary, 0o660) == 0, rename(temporary, path) == 0 else {
+            // A deep queue: connections of peers in no list are closed as fast as they arrive,
+            // bursts of listed ones wait here rather than fail.
+            guard listen(fd, 4096) == 0 else {
                 let reason = errnoText(errno)
-                try? await serverChannel.close()
-                unlink(temporary)
-                throw Failure(description: "Failed to put the socket in place at \(path) with mode 0660: \(reason)")
+                close(fd)
+                unlink(path)
+                throw Failure(description: "Failed to listen on \(path): \(reason)")
             }
+            listener = fd
             logger.info("listening on \(path)")
+        }
+        let acceptor: AcceptLoop
+        do {
+            acceptor = try AcceptLoop(listener: listener, broker: broker, group: group)
+        } catch {
+            throw Failure(description: "Failed to listen: \(error)")
+        }
+        acceptor.start()
+        let flushInterval = TimeAmount.milliseconds(Int64(broker.limits.peerLogIntervalMilliseconds))
+        let flusher = group.next().scheduleRepeatedTask(initialDelay: flushInterval, delay: flushInterval) { _ in
+            broker.peerLog.flush()
+            broker.memoryReport.check()
         }
         listening.store(true, ordering: .releasing)
         onListening()
@@ -102,14 +102,19 @@ public final class BrokerServer: Service {
         onShutdown()
 
         logger.info("shutting down: no new connections; waiting for \(broker.requestsInFlight) requests in flight")
-        try? await serverChannel.close()
-        // Long enough for a KMS call with its retries; the process exits right after.
-        let deadline = ContinuousClock.now + .seconds(30)
+        await acceptor.stop()
+        // Whatever clients do (a client that does not read keeps its answers in flight), shutdown
+        // takes at most frame_timeout_ms.
+        let deadline = ContinuousClock.now + .milliseconds(broker.limits.frameTimeoutMilliseconds)
         while broker.requestsInFlight > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
-        let open = broker.connections.withLock { Array($0.values) }
-        for channel in open {
+        if broker.requestsInFlight > 0 {
+            logger.warning("stopping with \(broker.requestsInFlight) answers not taken by their clients after \(broker.limits.frameTimeoutMilliseconds) ms (frame_timeout_ms)")
+        }
+        flusher.cancel()
+        broker.peerLog.flush()
+        for channel in broker.registry.channels {
             try? await channel.close()
         }
         if case let .path(path) = target {

@@ -16,6 +16,10 @@ public enum ListenTarget: Sendable, Equatable {
     }
 
     /// The socket systemd passed (LISTEN_FDS), if any, else `path`.
+    static func directory(of path: String) -> String {
+        path.lastIndex(of: "/").map { index in index == path.startIndex ? "/" : String(path[..<index]) } ?? "."
+    }
+
     public static func fromEnvironment(fallbackPath path: String) throws(Failure) -> ListenTarget {
         let count = CKB_listen_fds()
         if count < 0 {
@@ -40,21 +44,27 @@ public enum ListenTarget: Sendable, Equatable {
             if stat(path, &info) == 0 && info.st_mode & 0o007 != 0 {
                 throw Failure(description: "the socket passed by systemd, \(path), is open to every user (mode \(String(info.st_mode & 0o777, radix: 8))); set SocketMode=0660 and SocketGroup=mysql in keybroker.socket", isMisconfiguration: true)
             }
+            // Whoever can write its directory can put another socket in its place for new clients.
+            do {
+                try PathTrust.checkDirectory(directory(of: path), create: false, privateMode: false)
+            } catch {
+                throw Failure(description: "the directory of the socket passed by systemd: \(error)", isMisconfiguration: error.errno == nil)
+            }
         }
         return .inheritedDescriptor(fd)
     }
 
-    /// Checks that `path` may be bound (call before the server binds it): its directory is not writable by others, and no live
-    /// server answers on it. A stale socket file (nothing listening) is removed.
+    /// Checks that `path` may be bound (call before the server binds it): its directory, and every
+    /// directory above, is owned by root or keybrokerd's user and writable by no one else (so no one
+    /// else can replace the socket), and no live server answers on it. A stale socket file (nothing
+    /// listening) is removed.
     public static func prepareToBind(_ path: String) throws(Failure) {
-        let directory = path.lastIndex(of: "/").map { index in index == path.startIndex ? "/" : String(path[..<index]) } ?? "."
+        do {
+            try PathTrust.checkDirectory(directory(of: path), create: false, privateMode: false)
+        } catch {
+            throw Failure(description: "socket directory \(error)", isMisconfiguration: error.errno == nil)
+        }
         var info = stat()
-        guard stat(directory, &info) == 0 else {
-            throw Failure(description: "cannot use socket directory \(directory): \(errnoText(errno))")
-        }
-        if info.st_mode & 0o002 != 0 {
-            throw Failure(description: "socket directory \(directory) is writable by every user (mode \(String(info.st_mode & 0o7777, radix: 8))), so another user could replace the socket; put the socket in a directory such as /run/keybroker", isMisconfiguration: true)
-        }
         guard lstat(path, &info) == 0 else {
             if errno == ENOENT { return }
             throw Failure(description: "cannot use socket path \(path): \(errnoText(errno))")

@@ -27,13 +27,21 @@ public struct BrokerConfig: Sendable {
         instances.first { $0.name == name }
     }
 
+    /// Reads and parses the file. It names who may have keys, so it must be owned like a master
+    /// key (root or keybrokerd's user, writable by no one else, no symbolic link on the way), and
+    /// it is opened without blocking: a FIFO in its place is refused, not waited on.
     public static func load(path: String) throws(ConfigError) -> BrokerConfig {
         let bytes: [UInt8]
         do {
-            bytes = try SmallFile.read(path: path, limit: maximumFileSize)
+            // It names who may have keys: owned like a master key (PathTrust), and opened
+            // without blocking, so a FIFO in its place is refused rather than waited on.
+            bytes = try PathTrust.readFile(path, privateMode: false, limit: maximumFileSize)
         } catch {
-            let reason = error.errno == EFBIG ? "it is larger than \(maximumFileSize) bytes" : error.reason
-            throw ConfigError(file: path, key: nil, "cannot read the configuration: \(reason)")
+            switch error.errno {
+            case EFBIG?: throw ConfigError(file: path, key: nil, "cannot read the configuration: it is larger than \(maximumFileSize) bytes")
+            case let code?: throw ConfigError(file: path, key: nil, "cannot read the configuration: \(errnoText(code))")
+            case nil: throw ConfigError(file: path, key: nil, "cannot use the configuration: \(error)")
+            }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError(file: path, key: nil, "the configuration is not valid UTF-8")
@@ -60,7 +68,12 @@ public struct BrokerConfig: Sendable {
         let admins = try reader.principals("admins") ?? []
         var limits = Limits()
         if let value = try reader.integer("max_connections", in: 1...1_000_000) { limits.maxConnections = value }
+        if let value = try reader.integer("max_connections_per_uid", in: 1...1_000_000) { limits.maxConnectionsPerUID = value }
+        if let value = try reader.integer("max_unauthenticated_per_uid", in: 1...1_000_000) { limits.maxUnauthenticatedPerUID = value }
         if let value = try reader.integer("max_in_flight_per_connection", in: 1...65536) { limits.maxInFlightPerConnection = value }
+        if let value = try reader.integer("max_output_bytes_per_connection", in: 65540...(1 << 30)) { limits.maxOutputBytesPerConnection = value }
+        if let value = try reader.integer("peer_log_interval_ms", in: 100...3_600_000) { limits.peerLogIntervalMilliseconds = value }
+        if let value = try reader.integer("access_refresh_ms", in: 100...86_400_000) { limits.accessRefreshMilliseconds = value }
         if let value = try reader.integer("frame_timeout_ms", in: 100...3_600_000) { limits.frameTimeoutMilliseconds = value }
         if let value = try reader.integer("idle_timeout_ms", in: 0...86_400_000) { limits.idleTimeoutMilliseconds = value }
         guard socketPath.hasPrefix("/") else { throw reader.error("socket", "must be an absolute path") }

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -41,13 +43,19 @@ long CKB_raise_open_files_limit(void) {
     return (long)files.rlim_cur;
 }
 
-void *CKB_locked_pages_alloc(size_t bytes, int *locked) {
+void *CKB_locked_pages_alloc(size_t bytes, int *lock_errno) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     (void)madvise(p, bytes, MADV_DONTDUMP);
     (void)madvise(p, bytes, MADV_WIPEONFORK);
-    *locked = mlock(p, bytes) == 0 ? 1 : errno;
+    *lock_errno = mlock(p, bytes) == 0 ? 0 : errno;
     return p;
+}
+
+long long CKB_memlock_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return -1;
+    return (long long)limit.rlim_cur;
 }
 
 void CKB_locked_pages_free(void *ptr, size_t bytes) {
@@ -61,14 +69,57 @@ size_t CKB_page_size(void) {
     return n > 0 ? (size_t)n : 4096;
 }
 
+// A Unix stream socket and the address of `path`: the fd, or -errno.
+static int unix_socket_for(const char *path, struct sockaddr_un *addr) {
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr->sun_path)) return -ENAMETOOLONG;
+    strcpy(addr->sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+int CKB_unix_bind(const char *path, unsigned mode) {
+    struct sockaddr_un addr;
+    int fd = unix_socket_for(path, &addr);
+    if (fd < 0) return fd;
+    // Linux gives the new name the socket inode's mode minus the umask: set both, bind, restore.
+    // Every file keybrokerd creates names its own mode, so the brief umask does not widen them.
+    if (fchmod(fd, (mode_t)mode) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    mode_t previous = umask((mode_t)(~mode & 0777));
+    int bound = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    int e = errno;
+    umask(previous);
+    if (bound != 0) {
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int CKB_accept(int fd) {
+    int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    return client < 0 ? -errno : client;
+}
+
+int CKB_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+    return 0;
+}
+
+int CKB_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0 ? 0 : -errno;
+}
+
 int CKB_unix_connect(const char *path) {
     struct sockaddr_un addr;
-    memset(&addr, 0, sizeof(addr));
-    addr.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(addr.sun_path)) return -ENAMETOOLONG;
-    strcpy(addr.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    int fd = unix_socket_for(path, &addr);
+    if (fd < 0) return fd;
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         int e = errno;
         close(fd);
@@ -82,9 +133,48 @@ int CKB_create_exclusive(const char *path, unsigned mode) {
     return fd < 0 ? -errno : fd;
 }
 
-int CKB_open_read(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    return fd < 0 ? -errno : fd;
+// What CKB_lock_file returns for a lock path that is not a regular file.
+#define EFTYPE_NOT_REGULAR EINVAL
+
+int CKB_lock_file(const char *path) {
+    // Held read-only: a descriptor open for writing would keep the file system from being
+    // remounted read-only under the daemon. flock needs no write access.
+    int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (fd < 0) return -errno;
+    struct stat info;
+    if (fstat(fd, &info) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        close(fd);
+        return -EFTYPE_NOT_REGULAR;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int CKB_write_small_file(const char *path, const char *text, size_t length) {
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return -errno;
+    ssize_t written = write(fd, text, length);
+    int e = errno;
+    close(fd);
+    if (written < 0) return -e;
+    return written == (ssize_t)length ? 0 : -EIO;
+}
+
+int CKB_stat_entry(int dirfd, const char *name, unsigned *mode, unsigned *uid) {
+    struct stat info;
+    if (fstatat(dirfd, name, &info, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+    *mode = (unsigned)info.st_mode;
+    *uid = (unsigned)info.st_uid;
+    return 0;
 }
 
 int CKB_open_directory(const char *path) {

@@ -9,25 +9,22 @@ public enum MasterKeyFile {
         public var description: String
     }
 
+    /// The file, and every directory above it, must belong to root or keybrokerd's user and be
+    /// writable by no one else (PathTrust). `requirePrivateMode` is off for systemd credentials:
+    /// systemd may grant access to them through ACLs that show up as group bits.
     public static func read(path: String, requirePrivateMode: Bool = true) throws(Failure) -> SecureBytes {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw Failure(description: "cannot read master key file \(path): \(errnoText(errno))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw Failure(description: "master key file \(path) is not a regular file")
-        }
-        if requirePrivateMode && info.st_mode & 0o077 != 0 {
-            throw Failure(description: "master key file \(path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
-        }
         var text = [UInt8](repeating: 0, count: 67)
         defer { text.cleanse() }
         let count: Int
         do {
-            let file = try OpenedFile(path: path)
-            count = try file.read(into: &text)
+            let file = try PathTrust.openFile(path, privateMode: requirePrivateMode)
+            do {
+                count = try file.read(into: &text)
+            } catch {
+                throw PathRefusal(path: path, found: "cannot be read: \(error.reason)", fix: "check the file")
+            }
         } catch {
-            throw Failure(description: "cannot read master key file \(path): \(error.reason)")
+            throw Failure(description: "master key file \(error)")
         }
         var length = count
         if length > 0 && text[length - 1] == UInt8(ascii: "\n") { length -= 1 }

@@ -192,7 +192,11 @@ public final class InstanceKeyStore: Sendable {
             KeyRef.all(in: state.index).filter { state.keys[$0] == nil }
         }
         guard !refs.isEmpty else { return 0 }
-        let failed = await mapWithBoundedConcurrency(refs, limit: concurrency) { ref in (try? await self.key(ref)) == nil }
+        // Shutdown cancels the warm-up: loads started finish, no new ones start.
+        let failed = await mapWithBoundedConcurrency(refs, limit: concurrency) { ref in
+            if Task.isCancelled { return true }
+            return (try? await self.key(ref)) == nil
+        }
         let failures = failed.filter { $0 }.count
         logger.info("loaded \(refs.count - failures) of \(refs.count) stored key versions\(failures > 0 ? ", \(failures) failed" : "")")
         return failures

@@ -28,17 +28,21 @@ public struct KeyFileDirectory: KeyFileStore {
 
     public func location(of ref: KeyRef) -> String { filePath(ref) }
 
-    /// Creates the directory (mode 0700) when missing.
+    /// Creates the directory (mode 0700) when missing, and checks that it, and every directory
+    /// above, is owned by root or keybrokerd's user, writable by no one else and no symbolic link:
+    /// whoever could write it could move the keys aside and make the broker create new ones.
     public func prepare() throws(StorageError) {
         do {
-            try PrivateDirectory.create(path, what: "key directory")
+            try PathTrust.checkDirectory(path, create: true, privateMode: false)
         } catch {
-            throw StorageError(error)
+            throw StorageError(path: path, refusal: "key directory \(error)")
         }
     }
 
     /// The versions present, per key id, ascending. Removes temporary files left by a crash unless
-    /// told not to (a scan while the daemon runs must leave the writes in flight alone).
+    /// told not to (a scan while the daemon runs must leave the writes in flight alone). An entry
+    /// named like a key file that is not a regular file (a FIFO would block a reader, a symbolic
+    /// link would point elsewhere) is refused with its path.
     public func scan(removingLeftovers: Bool = true) throws(StorageError) -> [UInt32: [UInt32]] {
         guard let directory = opendir(path) else { throw StorageError(path: path, operation: "open directory", errno: errno) }
         defer { closedir(directory) }
@@ -52,6 +56,13 @@ public struct KeyFileDirectory: KeyFileStore {
             if name.hasPrefix(Self.temporaryMarker) {
                 leftovers.append(name)
             } else if let ref = parse(name) {
+                var mode: UInt32 = 0
+                var owner: UInt32 = 0
+                let result = CKB_stat_entry(dirfd(directory), name, &mode, &owner)
+                if result != 0 { throw StorageError(path: "\(path)/\(name)", operation: "examine", errno: -result) }
+                if mode & UInt32(S_IFMT) != UInt32(S_IFREG) {
+                    throw StorageError(path: "\(path)/\(name)", refusal: Self.notRegular(path: "\(path)/\(name)", mode: mode, owner: owner))
+                }
                 found[ref.keyID, default: []].append(ref.version)
             }
         }
@@ -76,10 +87,21 @@ public struct KeyFileDirectory: KeyFileStore {
     }
 
     public func read(_ ref: KeyRef) throws(StorageError) -> [UInt8] {
+        let path = filePath(ref)
         do {
-            return try SmallFile.read(path: filePath(ref), limit: 1 << 20, followSymlinks: false)
-        } catch {
+            // No link followed, no wait on a FIFO: then only a regular file is read.
+            let file = try OpenedFile(path: path, followSymlinks: false)
+            let info = try file.status()
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                throw StorageError(path: path, refusal: Self.notRegular(path: path, mode: UInt32(info.st_mode), owner: info.st_uid))
+            }
+            return try file.readAll(limit: 1 << 20)
+        } catch let error as StorageError {
+            throw error
+        } catch let error as SystemError {
             throw StorageError(error)
+        } catch {
+            throw StorageError(path: path, operation: "read", errno: EIO)
         }
     }
 
@@ -144,6 +166,18 @@ public struct KeyFileDirectory: KeyFileStore {
         guard close(fd) == 0 else { throw StorageError(path: temporary, operation: "close", errno: errno) }
         complete = true
         return temporary
+    }
+
+    static func notRegular(path: String, mode: UInt32, owner: UInt32) -> String {
+        let kind = switch mode & UInt32(S_IFMT) {
+        case UInt32(S_IFIFO): "a FIFO"
+        case UInt32(S_IFLNK): "a symbolic link"
+        case UInt32(S_IFDIR): "a directory"
+        case UInt32(S_IFSOCK): "a socket"
+        case UInt32(S_IFCHR), UInt32(S_IFBLK): "a device"
+        default: "not a regular file"
+        }
+        return "\(path) is \(kind), not a key file (mode \(String(mode & 0o7777, radix: 8)), owner uid \(owner)); key files are regular files: move it out of the key directory"
     }
 
     func syncDirectory() throws(StorageError) {

@@ -39,9 +39,17 @@ public protocol KeyFileStore: Sendable {
 /// remote store adds what its service reports.
 public struct StorageError: Error, Sendable, CustomStringConvertible {
     public var cause: SystemError
+    /// The whole line when the store refuses a path rather than failing on it (a directory not
+    /// owned, an entry with a key file's name that is not a regular file).
+    public var refusal: String?
 
     public init(_ cause: SystemError) {
         self.cause = cause
+    }
+
+    public init(path: String, refusal: String) {
+        self.init(SystemError(path: path, operation: "use", errno: EPERM))
+        self.refusal = refusal
     }
 
     public init(path: String, operation: String, errno: Int32) {
@@ -53,5 +61,5 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     /// A write lost to a version that is already there (`writeNew`).
     public var alreadyExists: Bool { cause.errno == EEXIST }
 
-    public var description: String { cause.description }
+    public var description: String { refusal ?? cause.description }
 }

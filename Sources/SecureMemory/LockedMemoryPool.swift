@@ -11,12 +11,16 @@ public final class LockedMemoryPool: Sendable {
     public static let slotSize = 64
 
     public struct Statistics: Sendable, Equatable {
+        /// Pages holding secrets: the pool's own and those of large secrets still alive.
         public var pages: Int
         public var slotsInUse: Int
-        /// Pages whose mlock failed (RLIMIT_MEMLOCK too small): still private and excluded from core
-        /// dumps, but the kernel may swap them.
+        /// Of `pages`, those whose mlock failed (RLIMIT_MEMLOCK too small): still private and
+        /// excluded from core dumps, but the kernel may swap them. `pages - unlockedPages` is what
+        /// the kernel reports as VmLck.
         public var unlockedPages: Int
+        /// errno of the last failed mlock, 0 when none failed.
         public var lastLockError: Int32
+        public var pageSize: Int
     }
 
     /// Addresses as integers: raw pointers are not Sendable, and the pool owns the pages for good.
@@ -26,6 +30,8 @@ public final class LockedMemoryPool: Sendable {
         var slotsInUse = 0
         var unlockedPages = 0
         var lastLockError: Int32 = 0
+        /// Large secrets' allocations: address → (pages, whether locked).
+        var large: [UInt: (pages: Int, locked: Bool)] = [:]
     }
 
     private let state = Mutex(State())
@@ -34,18 +40,31 @@ public final class LockedMemoryPool: Sendable {
     private init() {}
 
     public var statistics: Statistics {
-        state.withLock { Statistics(pages: $0.pages.count, slotsInUse: $0.slotsInUse, unlockedPages: $0.unlockedPages, lastLockError: $0.lastLockError) }
+        state.withLock { state in
+            let large = state.large.values
+            return Statistics(pages: state.pages.count + large.reduce(0) { $0 + $1.pages },
+                              slotsInUse: state.slotsInUse,
+                              unlockedPages: state.unlockedPages + large.reduce(0) { $0 + ($1.locked ? 0 : $1.pages) },
+                              lastLockError: state.lastLockError, pageSize: pageSize)
+        }
+    }
+
+    /// Makes sure the pool has a page, so whether mlock works is known (and can be reported) before
+    /// the first key arrives.
+    public func prepare() {
+        guard let slot = allocateSlot() else { return }
+        releaseSlot(slot)
     }
 
     /// A zeroed slot of `slotSize` bytes, or nil when the system is out of memory.
     func allocateSlot() -> UnsafeMutableRawPointer? {
         state.withLock { state in
             if state.freeSlots.isEmpty {
-                var locked: Int32 = 0
-                guard let page = CKB_locked_pages_alloc(pageSize, &locked) else { return nil }
-                if locked != 1 {
+                var lockError: Int32 = 0
+                guard let page = CKB_locked_pages_alloc(pageSize, &lockError) else { return nil }
+                if lockError != 0 {
                     state.unlockedPages += 1
-                    state.lastLockError = locked
+                    state.lastLockError = lockError
                 }
                 let base = UInt(bitPattern: page)
                 state.pages.append(base)
@@ -71,18 +90,17 @@ public final class LockedMemoryPool: Sendable {
     /// Dedicated locked pages for a secret larger than a slot.
     func allocateLarge(byteCount: Int) -> (UnsafeMutableRawPointer, Int)? {
         let size = (byteCount + pageSize - 1) / pageSize * pageSize
-        var locked: Int32 = 0
-        guard let pages = CKB_locked_pages_alloc(size, &locked) else { return nil }
-        if locked != 1 {
-            state.withLock {
-                $0.unlockedPages += 1
-                $0.lastLockError = locked
-            }
+        var lockError: Int32 = 0
+        guard let pages = CKB_locked_pages_alloc(size, &lockError) else { return nil }
+        state.withLock { state in
+            state.large[UInt(bitPattern: pages)] = (size / pageSize, lockError == 0)
+            if lockError != 0 { state.lastLockError = lockError }
         }
         return (pages, size)
     }
 
     func releaseLarge(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        _ = state.withLock { $0.large.removeValue(forKey: UInt(bitPattern: pointer)) }
         CKB_locked_pages_free(pointer, size)
     }
 }

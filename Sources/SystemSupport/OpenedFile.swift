@@ -7,8 +7,10 @@ public final class OpenedFile {
     private let fd: Int32
 
     /// Opens `path` read-only; with `followSymlinks: false` a symbolic link is refused (ELOOP).
+    /// Always O_NONBLOCK, so a FIFO or device in a file's place cannot block the caller in open()
+    /// (callers check `status()` for a regular file); reads of regular files are unaffected.
     public init(path: String, followSymlinks: Bool = true) throws(SystemError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW))
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw SystemError(path: path, operation: "open", errno: errno) }
         self.path = path
         self.fd = fd

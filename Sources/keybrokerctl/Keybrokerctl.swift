@@ -1,6 +1,7 @@
 import ArgumentParser
 import BrokerConfiguration
 import BrokerProtocol
+import CKeybrokerSystem
 import Foundation
 import KMS
 import SecureMemory
@@ -42,6 +43,12 @@ struct Keybrokerctl: ParsableCommand {
 
     /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.
     static func main() {
+        // get-key --reveal and export hold key bytes: no core file, no ptrace by the same uid,
+        // /proc/PID/mem closed, as for keybrokerd.
+        let hardening = CKB_harden_process()
+        if hardening != 0 {
+            FileHandle.standardError.write(Data("keybrokerctl: warning: cannot make the process non-dumpable: \(errnoText(-hardening))\n".utf8))
+        }
         do {
             var command = try parseAsRoot(movingGlobalOptionsAfterSubcommand(Array(CommandLine.arguments.dropFirst())))
             try command.run()

@@ -61,7 +61,8 @@ struct Keybrokerd: AsyncParsableCommand {
         } catch {
             throw StartupError(error)
         }
-        let broker = try await Self.makeBroker(settings, logger: logger)
+        let broker = try await Self.makeBroker(settings, logger: logger, takeLock: !check)
+        broker.memoryReport.checkAtStart()
         if check {
             print("\(settings.file): configuration OK (\(settings.instances.count) instance\(settings.instances.count == 1 ? "" : "s"))")
             return
@@ -76,9 +77,11 @@ struct Keybrokerd: AsyncParsableCommand {
         })
         let warmUp = WarmUpService(broker: broker, settings: settings)
         let notifier = SystemdNotifier(broker: broker, server: server, logger: logger)
+        let accessRefresh = AccessRefreshService(broker: broker, interval: .milliseconds(settings.limits.accessRefreshMilliseconds),
+                                                 logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server), .init(service: warmUp),
-                       .init(service: notifier)],
+                       .init(service: notifier), .init(service: accessRefresh)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
         do {
@@ -100,8 +103,9 @@ struct Keybrokerd: AsyncParsableCommand {
     }
 
     /// Everything the configuration names, checked before the socket is opened: users and groups,
-    /// master keys, the state directory and the key files already in it.
-    static func makeBroker(_ settings: BrokerConfig, logger: Logger) async throws(StartupError) -> BrokerContext {
+    /// master keys, the state directory (locked for this daemon alone unless `takeLock` is off, as
+    /// for --check beside a running daemon) and the key files already in it.
+    static func makeBroker(_ settings: BrokerConfig, logger: Logger, takeLock: Bool) async throws(StartupError) -> BrokerContext {
         let file = settings.file
         let providers = ProviderFactory(configFile: file, environment: environment(), logger: logger)
         let stores = StoreFactory(configFile: file, stateDirectory: settings.stateDirectory)
@@ -116,6 +120,13 @@ struct Keybrokerd: AsyncParsableCommand {
             throw StartupError(error)
         }
         try stores.prepare()
+        if takeLock {
+            do {
+                try StateDirectoryLock.acquire(stateDirectory: settings.stateDirectory)
+            } catch {
+                throw StartupError("\(file): state_dir: \(error)")
+            }
+        }
         var instances: [String: InstanceKeyStore] = [:]
         for instance in settings.instances {
             let provider = try await providers.makeProvider(for: instance)
@@ -135,7 +146,10 @@ struct Keybrokerd: AsyncParsableCommand {
             let detail = (store.provider as? any StatusReportingProvider).map { " (\($0.summary))" } ?? ""
             logger.info("instance \"\(instance.name)\": provider \(store.provider.name)\(detail), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.files.location)")
         }
-        return BrokerContext(instances: instances, clients: clients, admins: admins, limits: settings.limits, logger: logger)
+        let rules = AccessPolicy.Rules(admins: settings.admins,
+                                       clients: Dictionary(uniqueKeysWithValues: settings.instances.map { ($0.name, $0.clients) }))
+        return BrokerContext(instances: instances, access: AccessPolicy(rules: rules, admins: admins, clients: clients),
+                             limits: settings.limits, logger: logger)
     }
 
     static func environment() -> [String: String] {

@@ -9,20 +9,17 @@ struct StoreFactory {
     let configFile: String
     let stateDirectory: String
 
-    /// The state directory exists, is a directory, and only its owner may enter it.
+    /// The state directory exists (created with mode 0700), only its owner may enter it, and it
+    /// and every directory above belong to root or this daemon's user, are writable by no one
+    /// else and are reached through no symbolic link (PathTrust).
     func prepare() throws(StartupError) {
         do {
-            try PrivateDirectory.create(stateDirectory)
+            try PathTrust.checkDirectory(stateDirectory, create: true, privateMode: true)
         } catch {
-            let message = "\(configFile): state_dir: " + (error.errno == ENOTDIR ? "\(stateDirectory) is not a directory" : "cannot create \(stateDirectory): \(error.reason)")
-            throw error.errno == ENOTDIR ? .configuration(message) : StartupError(message)
-        }
-        var info = stat()
-        guard stat(stateDirectory, &info) == 0 else {
-            throw StartupError("\(configFile): state_dir: cannot use \(stateDirectory): \(errnoText(errno))")
-        }
-        if info.st_mode & 0o077 != 0 {
-            throw .configuration("\(configFile): state_dir: \(stateDirectory) is open to group or others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 700 \(stateDirectory)")
+            // A directory that cannot be examined or created may be on a file system not mounted
+            // yet: systemd tries again. One that is there but not owned is a configuration error.
+            if error.errno != nil { throw StartupError("\(configFile): state_dir: cannot create \(stateDirectory): \(error)") }
+            throw .configuration("\(configFile): state_dir: \(error)")
         }
     }
 

@@ -46,6 +46,8 @@ final class StatusDocumentTests: XCTestCase {
         return store
     }
 
+    private static let noAccess = AccessPolicy(rules: .init(admins: [], clients: [:]), admins: AccessList(), clients: [:])
+
     private func document(_ broker: BrokerContext, visible: [String], bound: String) throws -> [String: Any] {
         let json = broker.statusDocument(visibleInstances: visible, boundInstance: bound)
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
@@ -54,7 +56,7 @@ final class StatusDocumentTests: XCTestCase {
     func testStatusShowsOnlyTheVisibleInstancesAndTheProvidersNote() throws {
         let plain = try store("plain", keyFiles: 3)
         let noting = try store("noting", provider: NotingProvider(base: LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 2, count: 32)), instance: "noting")))
-        let broker = BrokerContext(instances: ["plain": plain, "noting": noting], clients: [:], admins: AccessList(), limits: Limits(), logger: logger)
+        let broker = BrokerContext(instances: ["plain": plain, "noting": noting], access: Self.noAccess, limits: Limits(), logger: logger)
 
         let doc = try document(broker, visible: ["plain"], bound: "plain")
         XCTAssertEqual(doc["server"] as? String, BrokerContext.serverName)
@@ -73,12 +75,21 @@ final class StatusDocumentTests: XCTestCase {
         let noted = try XCTUnwrap((all["instances"] as? [String: Any])?["noting"] as? [String: Any])
         XCTAssertEqual(noted["provider"] as? String, "noting")
         XCTAssertEqual(noted["provider_status"] as? String, "master key test: Enabled")
+
+        // What the kernel would show as VmLck, computed from the same counts.
+        let memory = try XCTUnwrap(doc["locked_memory"] as? [String: Any])
+        let pool = LockedMemoryPool.shared.statistics
+        let pages = try XCTUnwrap(memory["pages"] as? Int)
+        let unlocked = try XCTUnwrap(memory["unlocked_pages"] as? Int)
+        XCTAssertGreaterThan(pages, 0)
+        XCTAssertEqual(memory["locked_kib"] as? Int, (pages - unlocked) * pool.pageSize / 1024)
+        XCTAssertEqual(memory["lock_error"] is NSNull, pool.lastLockError == 0)
     }
 
     func testTheKeyListStopsAt500AndSaysSo() throws {
         for (count, truncated) in [(500, false), (501, true)] {
             let name = "i\(count)"
-            let broker = BrokerContext(instances: [name: try store(name, keyFiles: count)], clients: [:], admins: AccessList(),
+            let broker = BrokerContext(instances: [name: try store(name, keyFiles: count)], access: Self.noAccess,
                                        limits: Limits(), logger: logger)
             let entry = try XCTUnwrap((try document(broker, visible: [name], bound: name)["instances"] as? [String: Any])?[name] as? [String: Any])
             XCTAssertEqual(entry["key_ids"] as? Int, count)

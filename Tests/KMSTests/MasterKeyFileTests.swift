@@ -48,13 +48,14 @@ final class MasterKeyFileTests: XCTestCase {
 
     func testBadFilesAreRefusedWithTheFix() {
         let good = String(repeating: "0", count: 64)
-        assertRefused(write("open", good, mode: 0o644), "readable by group or others (mode 644); run: chmod 600")
+        assertRefused(write("open", good, mode: 0o644), "readable by group or others (mode 0644, owner ")
+        assertRefused("\(directory)/open", "; run: chmod 600 \(directory)/open")
         assertRefused(write("group", good, mode: 0o640), "chmod 600")
         XCTAssertNoThrow(try MasterKeyFile.read(path: write("credential", good, mode: 0o640), requirePrivateMode: false))
         assertRefused(write("short", "abcd\n"), "must hold 64 hex characters (a 256-bit key); create one with: keybrokerctl init-local")
         assertRefused(write("long", good + "00"), "must hold 64 hex characters")
         assertRefused(write("nothex", String(repeating: "g", count: 64)), "a character that is not hex")
-        assertRefused("\(directory)/absent", "cannot read master key file")
-        assertRefused(directory, "is not a regular file")
+        assertRefused("\(directory)/absent", "master key file \(directory)/absent cannot be opened: No such file or directory")
+        assertRefused(directory, "is a directory, not a regular file")
     }
 }
