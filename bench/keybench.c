@@ -39,6 +39,7 @@
 
 #include "broker_client.h"
 #include "mutex_key_table.h"
+#include "plugin_host.h"
 
 static double now(void) {
     struct timespec ts;
@@ -57,54 +58,12 @@ static void die(const char *format, ...) {
     exit(1);
 }
 
-/* ---- the plugin, loaded as the server loads it (after IntegrationTests/plugin/plugin_harness.c) ---------------- */
-
-struct sysvar_str { MYSQL_PLUGIN_VAR_HEADER; char **value; const char *def_val; };
-struct sysvar_uint { MYSQL_PLUGIN_VAR_HEADER; unsigned *value; unsigned def_val, min, max, blk; };
-
-static void print_error(unsigned nr, const char *format, unsigned long flags, ...) {
-    va_list ap;
-    (void)nr; (void)flags;
-    va_start(ap, flags);
-    vfprintf(stderr, format, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static struct {
-    void (*my_error_func)(unsigned, unsigned long, ...);
-    void (*my_printf_error_func)(unsigned, const char *, unsigned long, ...);
-    void (*my_printv_error_func)(unsigned, const char *, unsigned long, va_list);
-} print_error_service = {NULL, print_error, NULL};
-
-/* Defaults first (value NULL), then one variable by name, through its pointer. */
-static void set_var(struct st_maria_plugin *plugin, const char *name, const char *value) {
-    for (struct st_mysql_sys_var **v = plugin->system_vars; *v; v++) {
-        struct sysvar_str *s = (struct sysvar_str *)*v;
-        switch (s->flags & 0x7f) {
-        case PLUGIN_VAR_STR:
-            if (!value && !*s->value) *s->value = (char *)s->def_val;
-            else if (value && !strcmp(s->name, name)) *s->value = strdup(value);
-            break;
-        case PLUGIN_VAR_INT: {
-            struct sysvar_uint *u = (struct sysvar_uint *)*v;
-            if (!value) *u->value = u->def_val;
-            else if (!strcmp(u->name, name)) *u->value = (unsigned)atoi(value);
-            break;
-        }
-        }
-    }
-}
+/* ---- the plugin, loaded as the server loads it (plugin_host.h) ---------------------------- */
 
 static struct st_maria_plugin *load_plugin(const char *so, const char *socket_path) {
-    void *handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) die("%s", dlerror());
-    void **service = dlsym(handle, "my_print_error_service");
-    struct st_maria_plugin *plugin = dlsym(handle, "_maria_plugin_declarations_");
-    if (!service || !plugin || plugin->type != MariaDB_ENCRYPTION_PLUGIN) die("%s is not an encryption plugin", so);
-    *service = &print_error_service;
-    set_var(plugin, NULL, NULL);
-    set_var(plugin, "socket", socket_path);
+    struct st_maria_plugin *plugin = host_load_plugin(so);
+    if (!plugin) die("cannot load %s", so);
+    host_set_var(plugin, "socket", socket_path);
     if (plugin->init(NULL)) die("plugin init failed");
     return plugin;
 }
@@ -116,10 +75,10 @@ typedef unsigned (*get_key_fn)(unsigned, unsigned, unsigned char *, unsigned *);
 
 struct implementation { const char *name; latest_fn latest; get_key_fn get_key; };
 
-#define MAX_KEYS 1024
+#define MAX_KEYS (1u << 20)
 static unsigned keys_mask;
-static unsigned versions[MAX_KEYS + 1];
-static unsigned char key_bytes[MAX_KEYS + 1][32];
+static unsigned *versions;                 /* [keys + 1] */
+static unsigned char (*key_bytes)[32];     /* [keys + 1] */
 
 static atomic_int go, stop;
 
@@ -187,6 +146,9 @@ static int lookups(int argc, char **argv) {
     const int reps = atoi(argv[3]), ms = atoi(argv[4]);
     if (keys < 1 || keys > MAX_KEYS || (keys & (keys - 1)) || reps < 1 || ms < 1) die("bad arguments");
     keys_mask = keys - 1;
+    versions = calloc(keys + 1, sizeof *versions);
+    key_bytes = calloc(keys + 1, sizeof *key_bytes);
+    if (!versions || !key_bytes || mutex_key_table_reserve(keys)) die("out of memory");
 
     struct st_maria_plugin *plugin = load_plugin(argv[0], argv[1]);
     struct st_mariadb_encryption *enc = plugin->info;
@@ -197,6 +159,7 @@ static int lookups(int argc, char **argv) {
             die("key %u: no key from the broker", id);
         if (mutex_key_table_add(id, versions[id], key_bytes[id], len)) die("mutex table full");
     }
+    mutex_key_table_seal();
     const struct implementation impls[3] = {
         {"mutex_table", mutex_key_table_latest, mutex_key_table_get_key},
         {"plugin", enc->get_latest_key_version, enc->get_key},
@@ -227,16 +190,6 @@ static int lookups(int argc, char **argv) {
 }
 
 /* ---- round trips -------------------------------------------------------------------------- */
-
-static void quiet(int severity, const char *format, ...) {
-    if (severity < 2) return;
-    va_list ap;
-    va_start(ap, format);
-    vfprintf(stderr, format, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 
 /* The floor client: one blocking socket, one write per request, header then payload read. */
 struct raw_client { int fd; uint32_t rid; uint8_t buf[65536]; };
@@ -287,7 +240,7 @@ struct target {
 };
 
 static void target_open(struct target *t, char *spec, size_t cap) {
-    static struct broker_counters counters;
+    static struct broker_stats stats;
     struct broker_error err;
     unsigned char key[32];
     char *colon = strchr(spec, ':');
@@ -299,9 +252,9 @@ static void target_open(struct target *t, char *spec, size_t cap) {
     if (!t->plugin && strcmp(spec, "raw")) die("client: plugin or raw");
     if (t->plugin) {
         unsigned len = sizeof key;
-        t->client = broker_client_new(path, "default", "keybench", &counters, quiet);
-        if (!t->client || broker_connect(t->client, broker_now_ms() + 5000, 0, &err) ||
-            broker_latest_key(t->client, 1, broker_now_ms() + 5000, 0, &t->version, key, &len, &err))
+        t->client = broker_client_new(path, "default", "keybench", -1, &stats);
+        if (!t->client || broker_connect(t->client, broker_now_ms() + 5000, &err) ||
+            broker_latest_key(t->client, 1, broker_now_ms() + 5000, &t->version, key, &len, &err))
             die("cannot reach %s through broker_client", path);
     } else {
         t->raw = calloc(1, sizeof *t->raw);
@@ -321,8 +274,8 @@ static double target_call(struct target *t) {
     const double t0 = now();
     if (t->plugin) {
         unsigned len = sizeof key, v;
-        rc = get ? broker_get_key(t->client, 1, t->version, broker_now_ms() + 5000, 0, key, &len, &err)
-                 : broker_latest_key(t->client, 1, broker_now_ms() + 5000, 0, &v, key, &len, &err);
+        rc = get ? broker_get_key(t->client, 1, t->version, broker_now_ms() + 5000, key, &len, &err)
+                 : broker_latest_key(t->client, 1, broker_now_ms() + 5000, &v, key, &len, &err);
     } else {
         uint8_t body[8], *answer;
         size_t length;

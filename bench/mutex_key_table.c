@@ -7,17 +7,16 @@
 
 #define VERSION_INVALID (~0u)         /* ENCRYPTION_KEY_VERSION_INVALID */
 #define BUFFER_TOO_SMALL 100u         /* ENCRYPTION_KEY_BUFFER_TOO_SMALL */
-#define MAX_ENTRIES 4096
 
 struct latest { unsigned id, version; };
 struct key { unsigned long long tag; unsigned length; unsigned char bytes[32]; };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct latest latest[MAX_ENTRIES];
-static struct key keys[MAX_ENTRIES];
-static size_t latest_count, key_count;
-static unsigned null_versions[MAX_ENTRIES];
-static unsigned char null_bytes[MAX_ENTRIES][32];
+static struct latest *latest;
+static struct key *keys;
+static size_t latest_count, key_count, capacity;
+static unsigned *null_versions;
+static unsigned char (*null_bytes)[32];
 
 static int by_id(const void *a, const void *b) {
     unsigned x = ((const struct latest *)a)->id, y = ((const struct latest *)b)->id;
@@ -29,25 +28,37 @@ static int by_tag(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+int mutex_key_table_reserve(unsigned count) {
+    capacity = (size_t)count + 1;
+    latest = calloc(capacity, sizeof *latest);
+    keys = calloc(capacity, sizeof *keys);
+    null_versions = calloc(capacity, sizeof *null_versions);
+    null_bytes = calloc(capacity, sizeof *null_bytes);
+    return latest && keys && null_versions && null_bytes ? 0 : -1;
+}
+
 int mutex_key_table_add(unsigned key_id, unsigned version, const unsigned char *bytes, unsigned length) {
-    if (length != 32 || key_count == MAX_ENTRIES || key_id >= MAX_ENTRIES) return -1;
+    if (length != 32 || key_count == capacity || key_id >= capacity) return -1;
     if (null_versions[key_id] < version) {
         null_versions[key_id] = version;
         memcpy(null_bytes[key_id], bytes, 32);
     }
     pthread_mutex_lock(&lock);
-    size_t i;
-    for (i = 0; i < latest_count && latest[i].id != key_id; i++) {}
-    if (i == latest_count) latest[latest_count++] = (struct latest){key_id, version};
-    else if (latest[i].version < version) latest[i].version = version;
+    /* one version per id here: the latest is the one added */
+    latest[latest_count++] = (struct latest){key_id, version};
     keys[key_count].tag = (unsigned long long)key_id << 32 | version;
     keys[key_count].length = length;
     memcpy(keys[key_count].bytes, bytes, length);
     key_count++;
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+void mutex_key_table_seal(void) {
+    pthread_mutex_lock(&lock);
     qsort(latest, latest_count, sizeof *latest, by_id);
     qsort(keys, key_count, sizeof *keys, by_tag);
     pthread_mutex_unlock(&lock);
-    return 0;
 }
 
 unsigned mutex_key_table_latest(unsigned key_id) {
@@ -87,11 +98,11 @@ unsigned mutex_key_table_get_key(unsigned key_id, unsigned version, unsigned cha
 }
 
 unsigned null_key_table_latest(unsigned key_id) {
-    return key_id < MAX_ENTRIES ? null_versions[key_id] : VERSION_INVALID;
+    return key_id < capacity ? null_versions[key_id] : VERSION_INVALID;
 }
 
 unsigned null_key_table_get_key(unsigned key_id, unsigned version, unsigned char *dst, unsigned *buflen) {
-    if (key_id >= MAX_ENTRIES || null_versions[key_id] != version) return VERSION_INVALID;
+    if (key_id >= capacity || null_versions[key_id] != version) return VERSION_INVALID;
     if (*buflen < 32) { *buflen = 32; return BUFFER_TOO_SMALL; }
     *buflen = 32;
     if (dst) memcpy(dst, null_bytes[key_id], 32);

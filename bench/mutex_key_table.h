@@ -7,8 +7,11 @@
 #ifndef KEYBENCH_MUTEX_KEY_TABLE_H
 #define KEYBENCH_MUTEX_KEY_TABLE_H
 
-/* Adds (key_id, version, bytes) before any lookup; the latest version is the highest added. */
+/* Room for ids 1..count; then (key_id, version, bytes) are added before any lookup (the latest
+   version is the highest added), and sealed (sorted) once. */
+int mutex_key_table_reserve(unsigned count);
 int mutex_key_table_add(unsigned key_id, unsigned version, const unsigned char *bytes, unsigned length);
+void mutex_key_table_seal(void);
 
 /* The encryption plugin contract (mysql/plugin_encryption.h). */
 unsigned mutex_key_table_latest(unsigned key_id);

@@ -26,9 +26,12 @@ $(BENCH_BUILD_DIR)/floor_server: $(BENCH_SRC_DIR)/floor_server.c $(BENCH_SRC_DIR
 	@mkdir -p $(BENCH_BUILD_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) $< -o $@
 
-# broker_client.c is compiled in unchanged: the round-trip row runs the plugin's real client code.
+# The plugin's client (broker_client.c and its two companions) is compiled in unchanged: the
+# round-trip row runs the plugin's real client code.
+BENCH_CLIENT_SRC := $(addprefix $(PLUGIN_SRC_DIR)/,broker_client.c broker_error.c broker_requests.c)
 $(BENCH_BUILD_DIR)/keybench: $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/wire.h $(BENCH_SRC_DIR)/mutex_key_table.c \
-    $(BENCH_SRC_DIR)/mutex_key_table.h $(PLUGIN_SRC_DIR)/broker_client.c $(PLUGIN_SRC_DIR)/broker_client.h mk/bench.mk
+    $(BENCH_SRC_DIR)/mutex_key_table.h $(BENCH_SRC_DIR)/plugin_host.h $(BENCH_CLIENT_SRC) \
+    $(PLUGIN_SRC_DIR)/broker_client.h $(PLUGIN_SRC_DIR)/broker_wire.h mk/bench.mk
 	@mkdir -p $(BENCH_BUILD_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) -fno-strict-aliasing -I$(MARIADB_INCLUDE) -I$(PLUGIN_SRC_DIR) -DMYSQL_DYNAMIC_PLUGIN \
-	  $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/mutex_key_table.c $(PLUGIN_SRC_DIR)/broker_client.c -o $@ -ldl
+	  $(BENCH_SRC_DIR)/keybench.c $(BENCH_SRC_DIR)/mutex_key_table.c $(BENCH_CLIENT_SRC) -o $@ -ldl

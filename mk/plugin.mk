@@ -48,3 +48,25 @@ uninstall-plugin:
 
 demo: build
 	@bash scripts/demo.sh "$(BIN_DIR)" "$(PLUGIN_BUILD_DIR)" "$(RUN_DIR)/demo"
+
+# The plugin built twice more with sanitizers, for the concurrent stress that `make test` runs
+# (the drivers that load them are test tools, mk/tools.mk): build/plugin-asan (AddressSanitizer
+# and UBSan) and build/plugin-tsan (ThreadSanitizer).
+SANITIZE_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SANITIZE_tsan := -fsanitize=thread
+SANITIZED_PLUGINS := $(PLUGIN_BUILD_DIR)-asan/keybroker_key_management.so $(PLUGIN_BUILD_DIR)-tsan/keybroker_key_management.so
+
+.PHONY: plugin-sanitized
+
+plugin-sanitized: $(SANITIZED_PLUGINS)
+
+define sanitized_plugin
+$(PLUGIN_BUILD_DIR)-$(1)/%.o: $(PLUGIN_SRC_DIR)/%.c $(PLUGIN_HEADERS) mk/plugin.mk
+	@mkdir -p $$(@D)
+	$(PLUGIN_CC) $(PLUGIN_CFLAGS) -O1 $(SANITIZE_$(1)) -c $$< -o $$@
+
+$(PLUGIN_BUILD_DIR)-$(1)/keybroker_key_management.so: $(patsubst $(PLUGIN_SRC_DIR)/%.c,$(PLUGIN_BUILD_DIR)-$(1)/%.o,$(PLUGIN_SOURCES)) $(PLUGIN_SRC_DIR)/exports.map
+	$(PLUGIN_CC) $(PLUGIN_LDFLAGS) $(SANITIZE_$(1)) -o $$@ $$(filter %.o,$$^) $(PLUGIN_LDLIBS)
+endef
+$(eval $(call sanitized_plugin,asan))
+$(eval $(call sanitized_plugin,tsan))

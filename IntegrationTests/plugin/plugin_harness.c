@@ -1,5 +1,5 @@
-/* Loads keybroker_key_management.so the way mariadbd does (dlopen, service pointers, system
-   variables, init) and checks the lookup contract directly. Driven by test_mariadb_plugin_harness.py:
+/* Loads keybroker_key_management.so the way mariadbd does (bench/plugin_host.h: dlopen, service
+   pointers, system variables, init) and checks the lookup contract directly. Driven by test_plugin_harness.py:
 
      plugin_harness PLUGIN_SO BROKER_SOCKET
 
@@ -18,58 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mysql/plugin_encryption.h>
-
-struct sysvar_str { MYSQL_PLUGIN_VAR_HEADER; char **value; const char *def_val; };
-struct sysvar_uint { MYSQL_PLUGIN_VAR_HEADER; unsigned *value; unsigned def_val, min, max, blk; };
-struct sysvar_int { MYSQL_PLUGIN_VAR_HEADER; int *value; int def_val, min, max, blk; };
+#include "plugin_host.h"
 
 static struct st_mariadb_encryption *enc;
-
-static void print_error(unsigned nr, const char *format, unsigned long flags, ...)
-{
-  va_list ap;
-  (void) nr;
-  va_start(ap, flags);
-  vfprintf(stderr, format, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-}
-
-static struct {
-  void (*my_error_func)(unsigned, unsigned long, ...);
-  void (*my_printf_error_func)(unsigned, const char *, unsigned long, ...);
-  void (*my_printv_error_func)(unsigned, const char *, unsigned long, va_list);
-} print_error_service = { NULL, print_error, NULL };
 
 static double now(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Sets a system variable the way the server does before init: by its pointer. */
-static void set_var(struct st_maria_plugin *plugin, const char *name, const char *value)
-{
-  for (struct st_mysql_sys_var **v= plugin->system_vars; *v; v++)
-  {
-    struct sysvar_str *s= (struct sysvar_str *) *v;
-    switch (s->flags & 0x7f)
-    {
-    case PLUGIN_VAR_STR:
-      if (!value && !*s->value) *s->value= (char *) s->def_val;
-      else if (value && !strcmp(s->name, name)) *s->value= strdup(value);
-      break;
-    case PLUGIN_VAR_INT:
-    {
-      struct sysvar_uint *u= (struct sysvar_uint *) *v;
-      if (!value) *u->value= u->def_val;
-      else if (!strcmp(u->name, name)) *u->value= (unsigned) atoi(value);
-      break;
-    }
-    }
-  }
 }
 
 static unsigned version1;
@@ -111,18 +68,11 @@ int main(int argc, char **argv)
 {
   if (argc != 3)
     return 2;
-  void *so= dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (!so)
-  {
-    fprintf(stderr, "%s\n", dlerror());
+  struct st_maria_plugin *plugin= host_load_plugin(argv[1]);
+  void *so= dlopen(argv[1], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  int *interface= so ? dlsym(so, "_maria_plugin_interface_version_") : NULL;
+  if (!plugin || !interface)
     return 1;
-  }
-  void **service= dlsym(so, "my_print_error_service");
-  struct st_maria_plugin *plugin= dlsym(so, "_maria_plugin_declarations_");
-  int *interface= dlsym(so, "_maria_plugin_interface_version_");
-  if (!service || !plugin || !interface)
-    return 1;
-  *service= &print_error_service;
   printf("interface %d\n", *interface == MARIA_PLUGIN_INTERFACE_VERSION);
   printf("type %d\n", plugin->type == MariaDB_ENCRYPTION_PLUGIN);
   printf("name %s\n", plugin->name);
@@ -132,10 +82,9 @@ int main(int argc, char **argv)
   printf("crypt_functions_null %d\n", !enc->crypt_ctx_size && !enc->crypt_ctx_init &&
          !enc->crypt_ctx_update && !enc->crypt_ctx_finish && !enc->encrypted_length);
 
-  set_var(plugin, NULL, NULL);  /* defaults */
-  set_var(plugin, "socket", argv[2]);
-  set_var(plugin, "request_timeout", "1500");
-  set_var(plugin, "version_ttl", "100");
+  host_set_var(plugin, "socket", argv[2]);
+  host_set_var(plugin, "request_timeout", "1500");
+  host_set_var(plugin, "version_ttl", "100");
   printf("init %d\n", plugin->init(NULL));
 
   version1= enc->get_latest_key_version(1);

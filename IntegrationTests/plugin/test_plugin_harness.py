@@ -5,8 +5,8 @@ way the server does (dlopen, service pointers, system variables, init) against a
 - get_key's buffer protocol: size query with a NULL buffer, ENCRYPTION_KEY_BUFFER_TOO_SMALL with
   the needed length, the key bytes are the broker's, INVALID for an unknown version or key id 0;
 - a cached lookup makes no system call: a million of them in a thread under seccomp strict mode;
-- a lookup of a key never seen, blocked on an absent broker, does not hold up cached lookups, and
-  a cached latest version outlives its TTL while the broker is away.
+- a lookup of a key never seen, with the broker gone, fails within request_timeout and does not
+  hold up cached lookups, and a cached latest version outlives its TTL while the broker is away.
 """
 import subprocess
 
@@ -75,9 +75,13 @@ def test_lookup_contract(harness, tmp_path):
 
     miss_result, miss_seconds = r["miss"]
     assert int(miss_result) == ENCRYPTION_KEY_VERSION_INVALID
-    assert 1.4 <= float(miss_seconds) < 5, "a miss waits request_timeout (1500 ms) for the broker"
+    # The socket is gone, so the connect fails at once: no need to wait request_timeout (1500 ms).
+    assert float(miss_seconds) < 1.6, "a miss fails within request_timeout"
     assert int(r["hits_during_miss"][0]) > 10000
-    assert float(r["worst_hit_seconds"][0]) < 0.1
+    # Loose on purpose: on a loaded 2-core machine a thread can be descheduled for a few hundred
+    # ms; a hit held up by a miss is caught in test_plugin_misbehaving_broker.py, where the miss
+    # hangs for request_timeout.
+    assert float(r["worst_hit_seconds"][0]) < 1.0
     assert r["latest_1_past_ttl"] == ["1"]
     assert r["deinit"] == ["0"]
     assert "keybroker_key_management: cannot reach key broker at" in err

@@ -7,8 +7,8 @@ import socket
 import struct
 
 OP_HELLO, OP_LATEST_KEY, OP_GET_KEY, OP_ROTATE, OP_STATUS, OP_ADMIN = 1, 2, 3, 4, 5, 6
-OK, NOT_FOUND, UNAVAILABLE, DENIED, BAD_REQUEST, INTERNAL, UNSUPPORTED = range(7)
-STATUS_NAMES = ["OK", "NOT_FOUND", "UNAVAILABLE", "DENIED", "BAD_REQUEST", "INTERNAL", "UNSUPPORTED"]
+OK, NOT_FOUND, UNAVAILABLE, DENIED, BAD_REQUEST, INTERNAL, UNSUPPORTED, PARTIAL = range(8)
+STATUS_NAMES = ["OK", "NOT_FOUND", "UNAVAILABLE", "DENIED", "BAD_REQUEST", "INTERNAL", "UNSUPPORTED", "PARTIAL"]
 ALL_KEYS = 0xFFFFFFFF
 MAX_FRAME = 65536
 
@@ -76,6 +76,17 @@ class Response:
     def rotated(self):
         (count,) = struct.unpack(">I", self.body[:4])
         return [struct.unpack(">II", self.body[4 + 8 * i:12 + 8 * i]) for i in range(count)]
+
+    def partial(self):
+        """(rotated [(id, version)], failed [(id, status)]) of a PARTIAL answer to ROTATE."""
+        (n,) = struct.unpack(">H", self.body[:2])
+        rest = self.body[2 + n:]
+        (count,) = struct.unpack(">I", rest[:4])
+        rotated = [struct.unpack(">II", rest[4 + 8 * i:12 + 8 * i]) for i in range(count)]
+        rest = rest[4 + 8 * count:]
+        (failed,) = struct.unpack(">I", rest[:4])
+        assert len(rest) == 4 + 5 * failed, "trailing bytes after the failed keys"
+        return rotated, [struct.unpack(">IB", rest[4 + 5 * i:9 + 5 * i]) for i in range(failed)]
 
     def __repr__(self):
         name = STATUS_NAMES[self.status] if self.status < len(STATUS_NAMES) else self.status

@@ -151,6 +151,14 @@ class MariaDB:
             assert r.returncode == 0, f"SQL failed: {sql}\n{r.stderr}"
         return r
 
+    def script(self, sql, timeout=600):
+        """Runs many statements through the client's standard input (no argv length limit)."""
+        r = subprocess.run(["mariadb", "--no-defaults", f"--socket={self.socket}", f"--user={me()}",
+                            "--batch", "--skip-column-names"], input=sql, capture_output=True,
+                           text=True, timeout=timeout)
+        assert r.returncode == 0, f"SQL script failed:\n{r.stderr[-2000:]}"
+        return [tuple(line.split("\t")) for line in r.stdout.splitlines()]
+
     def rows(self, sql):
         out = self.client(sql).stdout
         return [tuple(line.split("\t")) for line in out.splitlines()]

@@ -53,24 +53,14 @@ extension ConnectionHandler {
     }
 
     private func rotate(context: ChannelHandlerContext, store: InstanceKeyStore, op: UInt8, requestID id: UInt32, keyID: UInt32) {
-        // count:u32 + 8 bytes per key must fit one frame after the 6-byte header
-        let maximumRotated = (ProtocolConstants.maximumFrameLength - ProtocolConstants.responseHeaderLength - 4) / 8
+        let maximumRotated = ProtocolConstants.maximumRotatedKeys
         if keyID == ProtocolConstants.allKeys, case let keys = store.summary().keyIDs, keys > maximumRotated {
             fail(context: context, op: op, requestID: id, status: .badRequest,
                  message: "instance \"\(store.name)\" has \(keys) keys and one ROTATE answers for at most \(maximumRotated); rotate them by id", close: false)
             return
         }
         answerLater(context: context, op: op, requestID: id) {
-            let rotated = try await store.rotate(keyID: keyID == ProtocolConstants.allKeys ? nil : keyID)
-            var buffer = ByteBuffer()
-            buffer.writeResponse(op: op, requestID: id, status: .ok) { buffer in
-                buffer.writeInteger(UInt32(rotated.count))
-                for key in rotated {
-                    buffer.writeInteger(key.keyID)
-                    buffer.writeInteger(key.version)
-                }
-            }
-            return buffer
+            try await RotateAnswer.rotate(store, keyID: keyID, op: op, requestID: id)
         }
     }
 

@@ -66,11 +66,9 @@ extension ByteBuffer {
                 buffer.writeInteger(UInt16(key.count))
                 buffer.writeBytes(key)
             case let .rotate(keys):
-                buffer.writeInteger(UInt32(keys.count))
-                for key in keys {
-                    buffer.writeInteger(key.keyID)
-                    buffer.writeInteger(key.version)
-                }
+                RotatedKey.write(keys, to: &buffer)
+            case let .partialRotation(report):
+                report.write(to: &buffer)
             case let .status(json), let .admin(json):
                 buffer.writeProtocolString(json)
             case let .failure(message):

@@ -9,6 +9,12 @@ public enum ProtocolConstants {
     public static let requestHeaderLength = 5
     /// op:u8 + request_id:u32 + status:u8
     public static let responseHeaderLength = 6
+    /// The longest message a PARTIAL answer carries (longer ones are cut).
+    public static let maximumPartialMessageLength = 200
+    /// Keys one ROTATE of every key may cover: its answer, OK (8 bytes a key) or PARTIAL (a message,
+    /// then at most 8 bytes a key), must fit one frame.
+    public static let maximumRotatedKeys =
+        (maximumFrameLength - responseHeaderLength - 2 - maximumPartialMessageLength - 4 - 4) / 8
 }
 
 public enum Opcode: UInt8, Sendable, CaseIterable {
@@ -32,6 +38,9 @@ public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertib
     case `internal` = 5
     /// Protocol version or op not supported.
     case unsupported = 6
+    /// ROTATE of every key: some keys were rotated and some not; the body gives each key's result
+    /// after the message, so an older client reads it as a failure with a message.
+    case partial = 7
 
     public var description: String {
         switch self {
@@ -42,6 +51,7 @@ public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertib
         case .badRequest: "BAD_REQUEST"
         case .internal: "INTERNAL"
         case .unsupported: "UNSUPPORTED"
+        case .partial: "PARTIAL"
         }
     }
 }

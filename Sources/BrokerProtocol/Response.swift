@@ -9,6 +9,8 @@ public struct Response: Sendable, Equatable {
         case latestKey(version: UInt32, key: [UInt8])
         case getKey(key: [UInt8])
         case rotate([RotatedKey])
+        /// Status PARTIAL: the keys rotated, and why the others were not.
+        case partialRotation(RotationReport)
         case status(json: String)
         case admin(json: String)
         case failure(message: String)
@@ -35,7 +37,9 @@ public struct Response: Sendable, Equatable {
         func fail(_ what: String) -> ProtocolError { ProtocolError(requestID: requestID, op: op, message: what) }
         guard let status = ResponseStatus(rawValue: statusByte) else { throw fail("unknown status \(statusByte)") }
         let body: Body
-        if status != .ok {
+        if status == .partial, Opcode(rawValue: op) == .rotate {
+            body = .partialRotation(try RotationReport(reading: &buffer, requestID: requestID, op: op))
+        } else if status != .ok {
             body = .failure(message: try buffer.readProtocolString(field: "message", requestID: requestID, op: op))
         } else {
             switch Opcode(rawValue: op) {
@@ -54,13 +58,7 @@ public struct Response: Sendable, Equatable {
             case .rotate:
                 guard let count = buffer.readInteger(as: UInt32.self), Int(count) * 8 == buffer.readableBytes
                 else { throw fail("ROTATE response has a wrong count") }
-                var keys: [RotatedKey] = []
-                for _ in 0..<count {
-                    guard let id = buffer.readInteger(as: UInt32.self), let version = buffer.readInteger(as: UInt32.self)
-                    else { throw fail("ROTATE response too short") }
-                    keys.append(RotatedKey(keyID: id, version: version))
-                }
-                body = .rotate(keys)
+                body = .rotate(try RotatedKey.read(count: count, from: &buffer, requestID: requestID, op: op))
             case .status:
                 body = .status(json: try buffer.readProtocolString(field: "json", requestID: requestID, op: op))
             case .admin:

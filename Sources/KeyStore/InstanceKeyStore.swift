@@ -126,6 +126,19 @@ public final class InstanceKeyStore: Sendable {
 
     /// Writes version N+1 of `keyID` (or of every key when nil); returns the new versions.
     public func rotate(keyID: UInt32?) async throws(KeyStoreError) -> [KeyRef] {
+        let outcome = try await rotateEach(keyID: keyID)
+        if let first = outcome.failed.first { throw first.error }
+        return outcome.rotated
+    }
+
+    /// What a rotation did for each key: the new versions, and the keys that could not be rotated.
+    public struct RotationOutcome: Sendable {
+        public var rotated: [KeyRef] = []
+        public var failed: [(keyID: UInt32, error: KeyStoreError)] = []
+    }
+
+    /// Rotates one key, or every key (`nil`); a key that fails does not undo the others.
+    public func rotateEach(keyID: UInt32?) async throws(KeyStoreError) -> RotationOutcome {
         let ids: [UInt32]
         if let keyID {
             guard keyID != 0 else { throw KeyStoreError(.notFound, "key id 0 is never valid") }
@@ -138,19 +151,17 @@ public final class InstanceKeyStore: Sendable {
             ids = state.withLock { Array($0.index.keys).sorted() }
         }
         let writes = ids.map { ($0, startWrite(keyID: $0, onlyIfNew: false)) }
-        var rotated: [KeyRef] = []
-        var firstError: KeyStoreError?
+        var outcome = RotationOutcome()
         for (id, write) in writes {
             do throws(KeyStoreError) {
                 let version = try await Self.value(of: write)
-                rotated.append(KeyRef(keyID: id, version: version))
+                outcome.rotated.append(KeyRef(keyID: id, version: version))
                 logger.info("rotated key \(id) to version \(version)", metadata: ["key_id": "\(id)", "version": "\(version)", "event": "key_rotated"])
             } catch {
-                firstError = firstError ?? error
+                outcome.failed.append((id, error))
             }
         }
-        if let firstError { throw firstError }
-        return rotated
+        return outcome
     }
 
     // MARK: Status

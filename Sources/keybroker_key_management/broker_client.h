@@ -10,20 +10,25 @@
       response = op:u8 request_id:u32 status:u8 body
 
   Every call takes a deadline (CLOCK_MONOTONIC milliseconds) and never blocks past it: the socket
-  is non-blocking and every wait is a poll() bounded by the deadline. With BROKER_RETRY a call
-  reconnects (saying HELLO again) and retries with backoff until the deadline when the broker is
-  away or answers UNAVAILABLE; ROTATE is never re-sent once its frame went out.
+  is non-blocking and every wait is a poll() bounded by the deadline, which also returns when the
+  cancel descriptor becomes readable (the plugin is unloading). A call makes one attempt: retry
+  and reconnect policy belong to the caller (broker_link.c). Answers are checked like any outside
+  input: a frame that breaks the format drops the connection; a well-formed answer that cannot be
+  true (version 0 or 0xFFFFFFFF, a key length that is not AES's, an answer to a request never
+  sent) is refused.
 
-  Not thread-safe: the plugin serializes callers with its own mutex.
+  Not thread-safe: one thread at a time per client.
 */
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
 enum broker_status
 {
   BROKER_OK= 0, BROKER_NOT_FOUND= 1, BROKER_UNAVAILABLE= 2, BROKER_DENIED= 3,
-  BROKER_BAD_REQUEST= 4, BROKER_INTERNAL= 5, BROKER_UNSUPPORTED= 6
+  BROKER_BAD_REQUEST= 4, BROKER_INTERNAL= 5, BROKER_UNSUPPORTED= 6,
+  BROKER_PARTIAL= 7  /* ROTATE of every key: some were rotated, some not (per-key results) */
 };
 
 enum broker_failure
@@ -32,7 +37,9 @@ enum broker_failure
   BROKER_FAILED_IO,          /* send/recv failed (sys_errno) or the broker closed (sys_errno 0) */
   BROKER_FAILED_TIMEOUT,     /* the deadline passed */
   BROKER_FAILED_PROTOCOL,    /* the answer broke the format; message says how */
-  BROKER_FAILED_STATUS       /* the broker answered status != OK; message is its sentence */
+  BROKER_FAILED_INVALID,     /* a well-formed answer that cannot be true; message says why */
+  BROKER_FAILED_STATUS,      /* the broker answered status != OK; message is its sentence */
+  BROKER_FAILED_CANCELLED    /* the plugin is unloading */
 };
 
 struct broker_error
@@ -40,58 +47,91 @@ struct broker_error
   enum broker_failure failure;
   int sys_errno;
   unsigned status;
+  int sent;           /* the request went out (a ROTATE that failed after this has an unknown outcome) */
+  int fast;           /* not attempted: the broker is known to be away (broker_link.c) */
   char message[256];
 };
 
-struct broker_counters
+struct broker_stats
 {
-  atomic_ullong requests;  /* request frames sent, HELLO included */
-  atomic_ullong errors;    /* calls that failed: I/O, timeout, bad answer, non-OK status */
-  atomic_ullong connects;  /* successful HELLOs */
+  atomic_ullong requests;    /* request frames sent, HELLO included */
+  atomic_ullong errors;      /* calls that failed: I/O, timeout, bad answer, non-OK status */
+  atomic_ullong connects;    /* successful HELLOs */
+  atomic_ullong reconnects;  /* HELLOs on a client that had been connected before */
 };
 
-/* severity: 0 note, 1 warning, 2 error. The message has no prefix and no newline. */
-typedef void (*broker_log_func)(int severity, const char *format, ...)
-  __attribute__((format(printf, 2, 3)));
-
-#define BROKER_RETRY 1
 #define BROKER_MAX_KEY_LENGTH 32
 #define BROKER_ALL_KEYS 0xFFFFFFFFu
+#define BROKER_MAX_NAME 255        /* instance and client names: string's u16 length, our limit */
+
+/* One key's result in a ROTATE answer: status BROKER_OK with its new version, or why not. */
+struct broker_rotated
+{
+  unsigned key_id, version, status;
+};
+
+struct broker_rotation
+{
+  struct broker_rotated *keys;  /* capacity entries, given by the caller */
+  size_t capacity, count;
+  int partial;                  /* PARTIAL: message says what failed */
+  char message[256];
+};
 
 struct broker_client;
 
+/* NULL with errno: ENAMETOOLONG when socket_path does not fit sun_path or a name is longer than
+   BROKER_MAX_NAME bytes (never truncated), ENOMEM. cancel_fd may be -1. */
 struct broker_client *broker_client_new(const char *socket_path, const char *instance,
-                                        const char *client_name,
-                                        struct broker_counters *counters, broker_log_func log);
+                                        const char *client_name, int cancel_fd,
+                                        struct broker_stats *stats);
 void broker_client_free(struct broker_client *client);
 
 long long broker_now_ms(void);
 
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines, as every wait here does. */
+void broker_cond_init(pthread_cond_t *cond);
+
+/* Sleeps until deadline or until the cancel descriptor is readable: 0, or -1 when cancelled. */
+int broker_sleep_until(int cancel_fd, long long deadline);
+
 int broker_is_connected(const struct broker_client *client);
 const char *broker_server_name(const struct broker_client *client);
+void broker_disconnect(struct broker_client *client);
 
-/* Connects and says HELLO unless already connected. 0, or -1 with *err filled. */
-int broker_connect(struct broker_client *client, long long deadline, int flags,
-                   struct broker_error *err);
+/* One attempt: socket, connect, HELLO. 0, or -1 with *err filled. */
+int broker_connect(struct broker_client *client, long long deadline, struct broker_error *err);
 
-/* LATEST_KEY: *version and the key (key_length in: capacity, out: length). 0 or -1. */
+/* LATEST_KEY on a connected client: *version and the key (key_length in: capacity, out:
+   length). 0 or -1. */
 int broker_latest_key(struct broker_client *client, unsigned key_id, long long deadline,
-                      int flags, unsigned *version, unsigned char *key, unsigned *key_length,
+                      unsigned *version, unsigned char *key, unsigned *key_length,
                       struct broker_error *err);
 
 /* GET_KEY. 0 or -1. */
 int broker_get_key(struct broker_client *client, unsigned key_id, unsigned version,
-                   long long deadline, int flags, unsigned char *key, unsigned *key_length,
+                   long long deadline, unsigned char *key, unsigned *key_length,
                    struct broker_error *err);
 
-/* ROTATE key_id or BROKER_ALL_KEYS: up to max (key id, new version) pairs. 0 or -1. */
+/* ROTATE key_id or BROKER_ALL_KEYS. 0 with *rotation filled (OK or PARTIAL; entries past
+   capacity are counted in count but not stored), or -1; err->sent tells whether it went out. */
 int broker_rotate(struct broker_client *client, unsigned key_id, long long deadline,
-                  unsigned (*rotated)[2], size_t max, size_t *count, struct broker_error *err);
+                  struct broker_rotation *rotation, struct broker_error *err);
+
+/* Fills *err (fast cleared, sent kept); always -1. */
+int broker_fail(struct broker_error *err, enum broker_failure failure, int sys_errno,
+                const char *format, ...) __attribute__((format(printf, 4, 5)));
 
 /* Whether err may go away by itself: the broker is not there yet, restarting, or its KMS failed. */
 int broker_error_is_transient(const struct broker_error *err);
 
+/* Whether err means the connection is gone (connect, I/O, timeout, format): the broker is away. */
+int broker_error_is_connection(const struct broker_error *err);
+
 /* A readable description of err, e.g. "No such file or directory", "timed out". */
 const char *broker_error_text(const struct broker_error *err, char *buf, size_t size);
+
+/* "NOT_FOUND" etc. */
+const char *broker_status_name(unsigned status);
 
 #endif

@@ -216,11 +216,17 @@ struct Rotate: ParsableCommand {
         let keyID = try id.map { try parseKeyID($0) } ?? ProtocolConstants.allKeys
         var connection = try options.connect()
         defer { connection.close() }
-        guard case let .rotate(keys) = try connection.call(.rotate(keyID: keyID)) else {
+        switch try connection.call(.rotate(keyID: keyID)) {
+        case let .rotate(keys):
+            if keys.isEmpty { print("no keys to rotate in instance \"\(options.instance)\"") }
+            for key in keys { print("key \(key.keyID) now at version \(key.version)") }
+        case let .partialRotation(report):
+            for key in report.rotated { print("key \(key.keyID) now at version \(key.version)") }
+            for failure in report.failed { print("key \(failure.keyID) not rotated: \(failure.status)") }
+            throw CommandError("PARTIAL: \(report.message)")
+        default:
             throw CommandError("unexpected answer to ROTATE")
         }
-        if keys.isEmpty { print("no keys to rotate in instance \"\(options.instance)\"") }
-        for key in keys { print("key \(key.keyID) now at version \(key.version)") }
     }
 }
 

@@ -72,6 +72,9 @@ final class CodecTests: XCTestCase {
             Response(op: 5, requestID: 5, status: .ok, body: .status(json: "{\"a\":1}")),
             Response(op: 6, requestID: 7, status: .ok, body: .admin(json: "{\"rewrapped\":2}")),
             Response(op: 2, requestID: 6, status: .unavailable, body: .failure(message: "KMS is down")),
+            Response(op: 4, requestID: 8, status: .partial, body: .partialRotation(RotationReport(
+                message: "rotated 1 of 2 keys", rotated: [RotatedKey(keyID: 1, version: 2)],
+                failed: [RotationReport.Failure(keyID: 3, status: .unavailable)]))),
         ]
         for response in responses {
             var buffer = ByteBuffer()
@@ -80,6 +83,23 @@ final class CodecTests: XCTestCase {
             guard case let .frame(payload) = decoder.next(from: &buffer) else { return XCTFail("no frame") }
             XCTAssertEqual(try Response(payload: payload), response)
         }
+    }
+
+    /// PARTIAL (7) starts with message:string, so a client from before it reads a failure with a
+    /// message: here, the way the plugin and kbproto.py read any non-OK body.
+    func testPartialRotationReadsAsAFailureWithAMessageToAnOlderClient() throws {
+        var buffer = ByteBuffer()
+        let report = RotationReport(message: String(repeating: "é", count: 300), rotated: [RotatedKey(keyID: 7, version: 3)],
+                                    failed: [RotationReport.Failure(keyID: 9, status: .denied)])
+        buffer.writeResponse(Response(op: 4, requestID: 1, status: .partial, body: .partialRotation(report)))
+        let bytes = Array(buffer.readableBytesView)
+        XCTAssertEqual(bytes[9], 7)
+        let messageLength = Int(bytes[10]) << 8 | Int(bytes[11])
+        XCTAssertLessThanOrEqual(messageLength, ProtocolConstants.maximumPartialMessageLength)
+        XCTAssertNotNil(String(validating: bytes[12..<(12 + messageLength)], as: UTF8.self), "cut at a character boundary")
+        XCTAssertEqual(bytes.count, 12 + messageLength + 4 + 8 + 4 + 5)
+        XCTAssertLessThanOrEqual(4 + 6 + 2 + ProtocolConstants.maximumPartialMessageLength + 4 + 8 * ProtocolConstants.maximumRotatedKeys + 4,
+                                 4 + ProtocolConstants.maximumFrameLength, "a PARTIAL answer for the most keys fits a frame")
     }
 
     func testLengthZeroIsRejectedWithoutARequestID() {
