@@ -319,8 +319,13 @@ def test_configuration_mistakes_are_one_line_at_start(workdir, kmip, tmp_path):
     loose.chmod(0o644)
     not_pem = tmp_path / "not-pem.pem"
     not_pem.write_text("hello\n")
+    # Whoever can rewrite the CA file can point keybrokerd at a key manager of their own.
+    writable_ca = tmp_path / "writable-ca.pem"
+    writable_ca.write_bytes(open(kmip.pki.cert("ca"), "rb").read())
+    writable_ca.chmod(0o664)
     cases = [
-        ({"kmip_client_key_file": str(loose)}, f"instances.default.kmip_client_key_file: the KMIP client key {loose} is readable by group or others (mode 644); run: chmod 600 {loose}"),
+        ({"kmip_client_key_file": str(loose)}, f"instances.default.kmip_client_key_file: the KMIP client key {loose} is readable by group or others (mode 0644"),
+        ({"kmip_ca_file": str(writable_ca)}, f"instances.default.kmip_ca_file: {writable_ca} is writable by group root"),
         ({"kmip_ca_file": str(not_pem)}, "instances.default.kmip_ca_file: kmip_ca_file cannot be read as PEM certificates"),
         ({"kmip_client_cert_file": kmip.pki.cert("stranger")}, "instances.default.kmip_client_key_file: the client key does not belong to the client certificate"),
         ({"kmip_server": "kmip.example.com:99999"}, "instances.default.kmip_server: \"kmip.example.com:99999\" is not host:port"),

@@ -43,9 +43,16 @@ struct ProviderFactory {
         let key: SecureBytes
         do {
             let fromCredentials = if case .credential = settings.clientKey { true } else { false }
-            key = try ClientKeyFile.read(path: path, requirePrivateMode: !fromCredentials)
+            key = try TLSFiles.readClientKey(path: path, requirePrivateMode: !fromCredentials)
         } catch {
             throw StartupError(ConfigError(file: configFile, key: setting, error.description))
+        }
+        for (certificateSetting, file) in [("kmip_ca_file", settings.caFile), ("kmip_client_cert_file", settings.clientCertificateFile)] {
+            do {
+                try TLSFiles.checkCertificate(path: file)
+            } catch {
+                throw StartupError(ConfigError(file: configFile, key: "instances.\(name).\(certificateSetting)", error.description))
+            }
         }
         do {
             return try KMIPProvider(instance: name, settings: settings, clientKey: key, logger: logger)

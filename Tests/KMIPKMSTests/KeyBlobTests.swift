@@ -76,14 +76,30 @@ final class SettingsTests: XCTestCase {
         XCTAssertNil(MasterKeyReference(parsing: ""))
     }
 
-    func testClientKeyFileModeIsChecked() throws {
-        let path = "/tmp/kb-kmip-key-\(getpid())"
-        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("-----BEGIN PRIVATE KEY-----\n".utf8), attributes: [.posixPermissions: 0o644]))
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        XCTAssertThrowsError(try ClientKeyFile.read(path: path, requirePrivateMode: true)) { error in
-            XCTAssertTrue("\(error)".contains("readable by group or others (mode 644); run: chmod 600 \(path)"), "\(error)")
+    func testTLSFilesAreTrustedOnlyWhenOwned() throws {
+        let directory = "/tmp/kb-kmip-files-\(getpid())"
+        XCTAssertEqual(mkdir(directory, 0o755), 0)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let key = directory + "/client.key"
+        XCTAssertTrue(FileManager.default.createFile(atPath: key, contents: Data("-----BEGIN PRIVATE KEY-----\n".utf8), attributes: [.posixPermissions: 0o644]))
+        XCTAssertThrowsError(try TLSFiles.readClientKey(path: key, requirePrivateMode: true)) { error in
+            XCTAssertTrue("\(error)".contains("is readable by group or others (mode 0644"), "\(error)")
+            XCTAssertTrue("\(error)".contains("run: chmod 600 \(key)"), "\(error)")
         }
-        XCTAssertEqual(try ClientKeyFile.read(path: path, requirePrivateMode: false).count, 28)
-        XCTAssertThrowsError(try ClientKeyFile.read(path: path + ".missing", requirePrivateMode: true))
+        XCTAssertEqual(try TLSFiles.readClientKey(path: key, requirePrivateMode: false).count, 28)
+        XCTAssertThrowsError(try TLSFiles.readClientKey(path: key + ".missing", requirePrivateMode: true))
+        let link = directory + "/link.key"
+        XCTAssertEqual(symlink(key, link), 0)
+        XCTAssertThrowsError(try TLSFiles.readClientKey(path: link, requirePrivateMode: false)) { error in
+            XCTAssertTrue("\(error)".contains("is a symbolic link"), "\(error)")
+        }
+        // Whoever could rewrite the CA file could point keybrokerd at a key manager of their own.
+        let ca = directory + "/ca.pem"
+        XCTAssertTrue(FileManager.default.createFile(atPath: ca, contents: Data("x".utf8), attributes: [.posixPermissions: 0o664]))
+        XCTAssertThrowsError(try TLSFiles.checkCertificate(path: ca)) { error in
+            XCTAssertTrue("\(error)".contains("is writable by group"), "\(error)")
+        }
+        XCTAssertEqual(chmod(ca, 0o644), 0)
+        XCTAssertNoThrow(try TLSFiles.checkCertificate(path: ca))
     }
 }
