@@ -44,11 +44,15 @@ let package = Package(
         // Keys: the store and the abstractions providers and stores implement.
         .target(name: "KeyStore", dependencies: ["BrokerProtocol", "SecureMemory", "SystemSupport", "CKeybrokerSystem", logging]),
 
-        // Providers.
+        // The AWS client core shared by the KMS provider and the S3 store.
+        .target(name: "AWSCore", dependencies: [
+            "ProviderSettings", "SecureMemory", "SystemSupport", "CKeybrokerCrypto", "CKeybrokerCurl", nioPosix, logging,
+        ]),
+
+        // Providers and stores.
         .target(name: "KMS", dependencies: ["BrokerProtocol", "KeyStore", "SecureMemory", "SystemSupport", "CKeybrokerCrypto"]),
         .target(name: "AWSKMS", dependencies: [
-            "BrokerProtocol", "KeyStore", "ProviderSettings", "SecureMemory", "SystemSupport", "CKeybrokerCrypto", "CKeybrokerCurl",
-            nioPosix, logging,
+            "AWSCore", "BrokerProtocol", "KeyStore", "ProviderSettings", "SecureMemory", "SystemSupport", logging,
         ]),
         .target(name: "KMIPKMS", dependencies: [
             "BrokerProtocol", "KeyStore", "KMIPProtocol", "ProviderSettings", "SecureMemory", "SystemSupport",
@@ -74,7 +78,7 @@ let package = Package(
             argumentParser, nioCore,
         ]),
         // A test tool (not installed): keybrokerd's SigV4 signatures for the comparison with botocore.
-        .executableTarget(name: "keybroker-sigv4-check", dependencies: ["AWSKMS", "ProviderSettings"], path: "Tests/Tools/SigV4Check"),
+        .executableTarget(name: "keybroker-sigv4-check", dependencies: ["AWSCore", "AWSKMS", "ProviderSettings"], path: "Tests/Tools/SigV4Check"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
@@ -84,7 +88,8 @@ let package = Package(
         .testTarget(name: "KMSTests", dependencies: ["KMS", "KeyStore", "BrokerProtocol", "SecureMemory", "TestSupport"]),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
-        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "ProviderSettings", "SecureMemory", "SystemSupport"]),
+        .testTarget(name: "AWSCoreTests", dependencies: ["AWSCore", "ProviderSettings", "SecureMemory", "SystemSupport"]),
+        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "AWSCore"]),
         .testTarget(name: "KMIPProtocolTests", dependencies: ["KMIPProtocol"]),
         .testTarget(name: "KMIPKMSTests", dependencies: ["KMIPKMS", "KMIPProtocol", "ProviderSettings", "BrokerProtocol", "SecureMemory"]),
     ],

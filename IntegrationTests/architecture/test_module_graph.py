@@ -13,7 +13,7 @@ from broker import BIN_DIR, ROOT
 
 # Modules of the toolchain and the system: never declared in Package.swift.
 SYSTEM_MODULES = {"Glibc", "Foundation", "Synchronization", "XCTest", "Dispatch", "_Concurrency"}
-LAYERS = ["system", "foundations", "memory", "keys", "providers", "server", "configuration", "executables", "tests"]
+LAYERS = ["system", "foundations", "memory", "clients", "keys", "providers", "server", "configuration", "executables", "tests"]
 IMPORT = re.compile(r"^\s*(?:@\w+\s+)*import\s+(?:(?:struct|class|enum|protocol|func|var|let|typealias)\s+)?(\w+)", re.M)
 
 
@@ -116,9 +116,10 @@ def test_no_product_module_uses_the_test_support(package):
 @pytest.mark.parametrize("module,forbidden", [
     ("Broker", {"TOMLKit", "AWSKMS", "KMS", "CKeybrokerCurl", "BrokerConfiguration"}),
     ("BrokerTests", {"TOMLKit", "AWSKMS", "CKeybrokerCurl", "BrokerConfiguration"}),
-    ("keybrokerctl", {"AWSKMS", "CKeybrokerCurl", "Broker"}),
+    ("keybrokerctl", {"AWSKMS", "AWSCore", "CKeybrokerCurl", "Broker"}),
     ("BrokerConfiguration", {"KeyStore", "KMS", "AWSKMS", "CKeybrokerCurl", "SecureMemory"}),
-    ("KeyStore", {"KMS", "AWSKMS", "Broker", "BrokerConfiguration"}),
+    ("KeyStore", {"KMS", "AWSKMS", "AWSCore", "Broker", "BrokerConfiguration"}),
+    ("AWSCore", {"KeyStore", "KMS", "AWSKMS", "Broker", "BrokerConfiguration"}),
     ("BrokerProtocol", {"NIOPosix", "KeyStore", "SystemSupport"}),
 ])
 def test_what_a_module_must_not_pull_in(package, module, forbidden):

@@ -1,3 +1,4 @@
+import AWSCore
 import BrokerProtocol
 import KeyStore
 import Logging
@@ -36,82 +37,30 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
                             logger: Logger) async throws(AWSSetupError) -> AWSKMSProvider {
         var logger = logger
         logger[metadataKey: "instance"] = "\(instance)"
-        let http = HTTPClient(threads: min(64, max(2, settings.concurrency)))
-        let credentialEnvironment = CredentialEnvironment(variables: environment, profileSetting: settings.profile)
-        let region = try await resolveRegion(settings: settings, environment: credentialEnvironment, http: http, instance: instance)
-        func endpoint(_ explicit: String?, setting: String, variable: String, service: String) throws(AWSSetupError) -> Endpoint {
-            if let text = explicit ?? credentialEnvironment[variable] ?? credentialEnvironment["AWS_ENDPOINT_URL"] {
-                guard let parsed = Endpoint(parsing: text) else {
-                    throw AWSSetupError(setting: setting, message: "\(text) is not an http:// or https:// URL")
-                }
-                return parsed
-            }
-            guard let parsed = Endpoint.aws(service: service, region: region, fips: settings.useFIPSEndpoint) else {
-                throw AWSSetupError(setting: "region", message: "region \"\(region)\" does not make a valid endpoint name")
-            }
-            return parsed
-        }
-        let kmsEndpoint = try endpoint(settings.endpointURL, setting: "endpoint_url", variable: "AWS_ENDPOINT_URL_KMS", service: "kms")
-        let stsEndpoint = try endpoint(settings.stsEndpointURL, setting: "sts_endpoint_url", variable: "AWS_ENDPOINT_URL_STS", service: "sts")
-        return AWSKMSProvider(instance: instance, settings: settings, region: region, kmsEndpoint: kmsEndpoint, stsEndpoint: stsEndpoint,
-                              environment: credentialEnvironment, http: http, logger: logger)
+        let session = try await AWSSession.make(instance: instance, settings: settings, environment: environment, logger: logger)
+        let kmsEndpoint = try session.endpoint(settings.endpointURL, setting: "endpoint_url", variable: "AWS_ENDPOINT_URL_KMS", service: "kms")
+        return AWSKMSProvider(instance: instance, settings: settings, session: session, kmsEndpoint: kmsEndpoint, logger: logger)
     }
 
-    /// Instance setting, AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`, EC2 instance metadata.
-    static func resolveRegion(settings: AWSSettings, environment: CredentialEnvironment, http: HTTPClient,
-                              instance: String) async throws(AWSSetupError) -> String {
-        func checked(_ region: String, _ source: String) throws(AWSSetupError) -> String {
-            guard AWSSettings.isValidRegion(region) else {
-                throw AWSSetupError(setting: "region", message: "region \"\(region)\" from \(source) is not a region name (like us-east-1)")
-            }
-            return region
-        }
-        if let region = settings.region { return try checked(region, "the region setting") }
-        if let region = environment["AWS_REGION"] { return try checked(region, "AWS_REGION") }
-        if let region = environment["AWS_DEFAULT_REGION"] { return try checked(region, "AWS_DEFAULT_REGION") }
-        do {
-            if let profiles = try environment.systemdProfiles(), let region = profiles.value("region", profile: environment.profileName) {
-                return try checked(region, "profile \(environment.profileName) in \(profiles.paths)")
-            }
-            let shared = try environment.sharedProfiles()
-            if let region = shared.value("region", profile: environment.profileName) {
-                return try checked(region, "profile \(environment.profileName) in \(shared.paths)")
-            }
-        } catch let error as AWSSetupError {
-            throw error
-        } catch {
-            throw AWSSetupError(setting: "region", message: "\(error)")
-        }
-        if let region = await InstanceMetadataClient(environment: environment, http: http).region() {
-            return try checked(region, "EC2 instance metadata")
-        }
-        throw AWSSetupError(setting: "region", message: "no AWS region is configured: set region = \"us-east-1\" (for example) in [instances.\(instance)], or AWS_REGION, or region in the AWS profile \"\(environment.profileName)\"; the EC2 instance metadata service did not answer either")
-    }
-
-    private init(instance: String, settings: AWSSettings, region: String, kmsEndpoint: Endpoint, stsEndpoint: Endpoint,
-                 environment: CredentialEnvironment, http: HTTPClient, logger: Logger) {
+    private init(instance: String, settings: AWSSettings, session: AWSSession, kmsEndpoint: Endpoint, logger: Logger) {
         self.instance = instance
         self.settings = settings
-        self.region = region
+        self.region = session.region
         self.kmsEndpoint = kmsEndpoint
-        self.stsEndpoint = stsEndpoint
+        self.stsEndpoint = session.stsEndpoint
         self.logger = logger
-        let requester = AWSRequester(http: http, timeoutMilliseconds: settings.requestTimeoutMilliseconds,
-                                     maxRetries: settings.maxRetries, logger: logger)
-        let sts = STSClient(requester: requester, endpoint: stsEndpoint, region: region)
-        self.sts = sts
-        let chain = CredentialChain(environment: environment, sts: sts, http: http, logger: logger)
-        let cache = CredentialCache(logger: logger) { () throws(AWSError) in try await chain.resolve() }
+        self.sts = session.sts
+        let cache = session.credentials
         self.credentials = cache
-        let twoFactor = settings.mfaSerial.map { TwoFactorSession(serial: $0, sts: sts, base: cache, logger: logger) }
+        let twoFactor = settings.mfaSerial.map { TwoFactorSession(serial: $0, sts: session.sts, base: cache, logger: logger) }
         self.twoFactor = twoFactor
         let kmsCredentials: AWSRequester.Credentials
         if let twoFactor {
             kmsCredentials = AWSRequester.Credentials(get: { () throws(AWSError) in try twoFactor.current() }, invalidate: {})
         } else {
-            kmsCredentials = AWSRequester.Credentials(get: { () throws(AWSError) in try await cache.get() }, invalidate: { await cache.invalidate() })
+            kmsCredentials = session.requestCredentials
         }
-        self.kms = KMSClient(requester: requester, endpoint: kmsEndpoint, region: region, credentials: kmsCredentials)
+        self.kms = KMSClient(requester: session.requester, endpoint: kmsEndpoint, region: region, credentials: kmsCredentials)
         if twoFactor != nil {
             note.withLock { $0 = "locked: waiting for keybrokerctl unlock --instance \(instance) --token-code NNNNNN" }
         }

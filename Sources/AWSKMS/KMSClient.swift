@@ -1,3 +1,4 @@
+import AWSCore
 import ProviderSettings
 import SecureMemory
 import SystemSupport

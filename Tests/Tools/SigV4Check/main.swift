@@ -1,3 +1,4 @@
+import AWSCore
 import AWSKMS
 import Foundation
 import ProviderSettings

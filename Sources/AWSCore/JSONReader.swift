@@ -7,8 +7,8 @@ import SecureMemory
 /// It parses the whole document into a tree of byte ranges over the response buffer. Strings are
 /// decoded only when asked: `string(_:)` for ordinary values, `secret(_:)` straight into locked
 /// memory, `base64Secret(_:)` (KMS `Plaintext`) straight from base64 into locked memory.
-struct JSONReader {
-    indirect enum Node {
+public struct JSONReader {
+    public indirect enum Node {
         /// Byte range of the string's contents, between the quotes, still escaped.
         case string(Range<Int>)
         case number(Range<Int>)
@@ -18,15 +18,15 @@ struct JSONReader {
         case array([Node])
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    let bytes: UnsafeRawBufferPointer
-    let root: Node
+    public let bytes: UnsafeRawBufferPointer
+    public let root: Node
 
     /// Parses `bytes`, which must outlive the reader.
-    init(bytes: UnsafeRawBufferPointer) throws(Failure) {
+    public init(bytes: UnsafeRawBufferPointer) throws(Failure) {
         self.bytes = bytes
         var parser = Parser(bytes: bytes)
         parser.skipSpace()
@@ -36,12 +36,12 @@ struct JSONReader {
         self.root = root
     }
 
-    func member(_ name: String, of node: Node? = nil) -> Node? {
+    public func member(_ name: String, of node: Node? = nil) -> Node? {
         guard case let .object(members) = node ?? root else { return nil }
         return members.first { $0.0 == name }?.1
     }
 
-    func string(_ node: Node?) -> String? {
+    public func string(_ node: Node?) -> String? {
         guard case let .string(range)? = node else { return nil }
         let length = Self.decodedLength(bytes, range)
         guard let length else { return nil }
@@ -50,24 +50,24 @@ struct JSONReader {
         return String(decoding: out, as: UTF8.self)
     }
 
-    func number(_ node: Node?) -> Double? {
+    public func number(_ node: Node?) -> Double? {
         guard case let .number(range)? = node else { return nil }
         return Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
     }
 
-    func bool(_ node: Node?) -> Bool? {
+    public func bool(_ node: Node?) -> Bool? {
         guard case let .bool(value)? = node else { return nil }
         return value
     }
 
     /// A string value decoded straight into locked memory.
-    func secret(_ node: Node?) -> SecureBytes? {
+    public func secret(_ node: Node?) -> SecureBytes? {
         guard case let .string(range)? = node, let length = Self.decodedLength(bytes, range) else { return nil }
         return SecureBytes(count: length) { Self.decode(bytes, range, into: $0) }
     }
 
     /// A base64 string value decoded into locked memory, without a plain copy in between.
-    func base64Secret(_ node: Node?) -> SecureBytes? {
+    public func base64Secret(_ node: Node?) -> SecureBytes? {
         guard case let .string(range)? = node else { return nil }
         if !bytes[range].contains(UInt8(ascii: "\\")) {
             return Base64.decodeSecret(UnsafeRawBufferPointer(rebasing: bytes[range]))
@@ -77,7 +77,7 @@ struct JSONReader {
     }
 
     /// Plain base64 string value (a ciphertext blob) as bytes.
-    func base64(_ node: Node?) -> [UInt8]? {
+    public func base64(_ node: Node?) -> [UInt8]? {
         guard let text = string(node) else { return nil }
         return Base64.decode(Array(text.utf8))
     }
@@ -85,7 +85,7 @@ struct JSONReader {
     // MARK: String escapes
 
     /// The length of the unescaped UTF-8, or nil for a malformed escape.
-    static func decodedLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+    public static func decodedLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
         var length = 0
         var index = range.lowerBound
         while index < range.upperBound {
@@ -108,7 +108,7 @@ struct JSONReader {
     }
 
     /// Writes the unescaped string; `out` has `decodedLength` bytes.
-    static func decode(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, into out: UnsafeMutableRawBufferPointer) {
+    public static func decode(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, into out: UnsafeMutableRawBufferPointer) {
         var index = range.lowerBound
         var position = 0
         while index < range.upperBound, position < out.count {
@@ -167,7 +167,7 @@ struct JSONReader {
         return (scalar, 6)
     }
 
-    static func hexDigit(_ c: UInt8) -> UInt8? {
+    public static func hexDigit(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
@@ -179,23 +179,23 @@ struct JSONReader {
     // MARK: Parser
 
     private struct Parser {
-        let bytes: UnsafeRawBufferPointer
-        var offset = 0
-        static let maximumDepth = 64
+        public let bytes: UnsafeRawBufferPointer
+        public var offset = 0
+        public static let maximumDepth = 64
 
-        init(bytes: UnsafeRawBufferPointer) {
+        public init(bytes: UnsafeRawBufferPointer) {
             self.bytes = bytes
         }
 
-        mutating func skipSpace() {
+        public mutating func skipSpace() {
             while offset < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[offset]) { offset += 1 }
         }
 
-        func fail(_ what: String) -> Failure {
+        public func fail(_ what: String) -> Failure {
             Failure(description: "\(what) at byte \(offset)")
         }
 
-        mutating func value(depth: Int) throws(Failure) -> Node {
+        public mutating func value(depth: Int) throws(Failure) -> Node {
             guard depth < Self.maximumDepth else { throw fail("JSON nested too deeply") }
             guard offset < bytes.count else { throw fail("unexpected end of JSON") }
             switch bytes[offset] {
@@ -260,12 +260,12 @@ struct JSONReader {
             }
         }
 
-        static func isNumberByte(_ c: UInt8) -> Bool {
+        public static func isNumberByte(_ c: UInt8) -> Bool {
             (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
                 || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
         }
 
-        mutating func literal(_ text: String) throws(Failure) {
+        public mutating func literal(_ text: String) throws(Failure) {
             let utf8 = Array(text.utf8)
             guard offset + utf8.count <= bytes.count, Array(bytes[offset..<(offset + utf8.count)]) == utf8 else {
                 throw fail("unexpected character")
@@ -273,7 +273,7 @@ struct JSONReader {
             offset += utf8.count
         }
 
-        mutating func string() throws(Failure) -> Node {
+        public mutating func string() throws(Failure) -> Node {
             guard offset < bytes.count, bytes[offset] == UInt8(ascii: "\"") else { throw fail("expected a string") }
             offset += 1
             let start = offset
@@ -297,9 +297,9 @@ struct JSONReader {
 }
 
 /// JSON text for request bodies.
-enum JSONWriter {
+public enum JSONWriter {
     /// `{"a":"b",...}` from string members, in the order given.
-    static func object(_ members: [(String, String)]) -> [UInt8] {
+    public static func object(_ members: [(String, String)]) -> [UInt8] {
         Array(JSONValue.object(members.map { ($0.0, .string($0.1)) }).serialized.utf8)
     }
 }

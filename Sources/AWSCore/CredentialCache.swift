@@ -4,11 +4,11 @@ import SystemSupport
 /// The current credentials of one instance, refreshed from the chain before they expire.
 /// Concurrent callers share one refresh. When a refresh fails while the old credentials are still
 /// valid, the old ones are used (and the failure logged), so a short metadata outage is invisible.
-actor CredentialCache {
+public actor CredentialCache {
     /// Refresh this long before the expiration...
-    static let refreshMargin: Int64 = 300
+    public static let refreshMargin: Int64 = 300
     /// ...but not more often than this, for credentials issued with a very short life.
-    static let minimumRefreshInterval: Int64 = 30
+    public static let minimumRefreshInterval: Int64 = 30
 
     private let resolve: @Sendable () async throws(AWSError) -> AWSCredentials
     private let logger: Logger
@@ -16,12 +16,12 @@ actor CredentialCache {
     private var refreshing: Task<Result<AWSCredentials, AWSError>, Never>?
     private var lastSource: String?
 
-    init(logger: Logger, resolve: @escaping @Sendable () async throws(AWSError) -> AWSCredentials) {
+    public init(logger: Logger, resolve: @escaping @Sendable () async throws(AWSError) -> AWSCredentials) {
         self.resolve = resolve
         self.logger = logger
     }
 
-    func get() async throws(AWSError) -> AWSCredentials {
+    public func get() async throws(AWSError) -> AWSCredentials {
         let now = unixNow()
         if let current {
             let due = current.credentials.expires(within: Self.refreshMargin, now: now) && now - current.fetchedAt >= Self.minimumRefreshInterval
@@ -63,11 +63,11 @@ actor CredentialCache {
     }
 
     /// Forgets the current credentials (AWS said they expired): the next call fetches new ones.
-    func invalidate() {
+    public func invalidate() {
         current = nil
     }
 
-    static func format(_ time: Int64) -> String {
+    public static func format(_ time: Int64) -> String {
         CivilTime(unix: time).iso8601
     }
 }

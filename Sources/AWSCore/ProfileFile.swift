@@ -4,22 +4,22 @@ import SecureMemory
 /// The AWS shared `config` and `credentials` files (INI): `[default]`, `[profile NAME]` (config) or
 /// `[NAME]` (credentials), `key = value` lines, `#`/`;` comments. The file's bytes are kept in locked
 /// memory; `aws_secret_access_key` is handed out as SecureBytes and never becomes a String.
-struct ProfileFile: Sendable {
-    let path: String
+public struct ProfileFile: Sendable {
+    public let path: String
     private let content: SecureBytes
     /// Profile name → setting name (lower case) → byte range of the value.
     private let profiles: [String: [String: Range<Int>]]
 
-    var profileNames: [String] { Array(profiles.keys) }
+    public var profileNames: [String] { Array(profiles.keys) }
 
-    func hasProfile(_ name: String) -> Bool { profiles[name] != nil }
+    public func hasProfile(_ name: String) -> Bool { profiles[name] != nil }
 
-    func value(_ key: String, profile: String) -> String? {
+    public func value(_ key: String, profile: String) -> String? {
         guard let range = profiles[profile]?[key] else { return nil }
         return content.withUnsafeBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
     }
 
-    func secret(_ key: String, profile: String) -> SecureBytes? {
+    public func secret(_ key: String, profile: String) -> SecureBytes? {
         guard let range = profiles[profile]?[key] else { return nil }
         return content.withUnsafeBytes { bytes in
             SecureBytes(count: range.count) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[range])) }
@@ -27,7 +27,7 @@ struct ProfileFile: Sendable {
     }
 
     /// Reads `path`; nil when the file does not exist.
-    static func load(path: String, isConfig: Bool) throws(AWSError) -> ProfileFile? {
+    public static func load(path: String, isConfig: Bool) throws(AWSError) -> ProfileFile? {
         let content: SecureBytes
         do {
             guard let bytes = try SecretFile.read(path: path) else { return nil }
@@ -94,29 +94,29 @@ struct ProfileFile: Sendable {
 }
 
 /// The profiles a chain can use: the credentials file's settings win over the config file's.
-struct ProfileSet: Sendable {
-    var files: [ProfileFile]
+public struct ProfileSet: Sendable {
+    public var files: [ProfileFile]
 
-    var isEmpty: Bool { files.isEmpty }
+    public var isEmpty: Bool { files.isEmpty }
 
-    func hasProfile(_ name: String) -> Bool { files.contains { $0.hasProfile(name) } }
+    public func hasProfile(_ name: String) -> Bool { files.contains { $0.hasProfile(name) } }
 
-    func value(_ key: String, profile: String) -> String? {
+    public func value(_ key: String, profile: String) -> String? {
         for file in files { if let value = file.value(key, profile: profile) { return value } }
         return nil
     }
 
-    func secret(_ key: String, profile: String) -> SecureBytes? {
+    public func secret(_ key: String, profile: String) -> SecureBytes? {
         for file in files { if let value = file.secret(key, profile: profile) { return value } }
         return nil
     }
 
-    var paths: String { files.map(\.path).joined(separator: " and ") }
+    public var paths: String { files.map(\.path).joined(separator: " and ") }
 }
 
 extension SecretFile {
     /// A small non-secret text file (a token path's contents are treated the same way), trimmed.
-    static func readText(path: String) throws(Failure) -> String? {
+    public static func readText(path: String) throws(Failure) -> String? {
         guard let bytes = try read(path: path) else { return nil }
         return bytes.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
             .trimmingCharacters(in: [" ", "\n", "\r", "\t"])
@@ -124,7 +124,7 @@ extension SecretFile {
 }
 
 extension String {
-    func trimmingCharacters(in set: Set<Character>) -> String {
+    public func trimmingCharacters(in set: Set<Character>) -> String {
         var slice = Substring(self)
         while let first = slice.first, set.contains(first) { slice = slice.dropFirst() }
         while let last = slice.last, set.contains(last) { slice = slice.dropLast() }

@@ -4,29 +4,29 @@ import NIOPosix
 import Synchronization
 
 /// One HTTP exchange as keybroker needs it: a small body out, a small body back.
-struct HTTPRequest: Sendable {
-    var method: String
-    var url: String
-    var headers: [(String, String)]
-    var body: [UInt8]
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
     /// Connect and total time of this one attempt.
-    var timeoutMilliseconds: Int
+    public var timeoutMilliseconds: Int
     /// Metadata endpoints (link-local, loopback) must never go through an HTTP proxy.
-    var bypassProxy = false
+    public var bypassProxy = false
 }
 
 /// A response body in memory that is zeroed when released: it may hold a plaintext data key or
 /// credentials. It is never copied into a Swift array; readers borrow the bytes.
-final class ResponseBody: @unchecked Sendable {
+public final class ResponseBody: @unchecked Sendable {
     // Written only by the transfer before the object is shared, read-only afterwards.
     fileprivate var storage = CKB_curl_body(data: nil, length: 0, capacity: 0, limit: 1 << 20, overflowed: 0)
 
-    func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: storage.data, count: storage.length))
     }
 
     /// For error messages and non-secret documents only.
-    var text: String {
+    public var text: String {
         withBytes { String(decoding: $0, as: UTF8.self) }
     }
 
@@ -35,29 +35,29 @@ final class ResponseBody: @unchecked Sendable {
     }
 }
 
-struct HTTPResponse: Sendable {
-    var status: Int
-    var body: ResponseBody
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var body: ResponseBody
 }
 
 /// A transport failure: nothing usable came back (refused, reset, timed out, DNS, TLS).
-struct HTTPFailure: Error, CustomStringConvertible {
-    var message: String
-    var timedOut: Bool
-    var description: String { message }
+public struct HTTPFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var timedOut: Bool
+    public var description: String { message }
 }
 
 /// HTTP(S) over libcurl. Transfers are blocking calls, so they run on a small pool of dedicated
 /// threads (NIOThreadPool), never on an event loop or Swift's cooperative pool. Easy handles are
 /// kept between transfers so connections to KMS are reused; libcurl applies HTTPS_PROXY/NO_PROXY
 /// from the environment and the system CA store.
-final class HTTPClient: Sendable {
+public final class HTTPClient: Sendable {
     private let pool: NIOThreadPool
     private let idleHandles = Mutex<[CurlHandle]>([])
 
     private final class CurlHandle: @unchecked Sendable {
         // Used by one thread at a time: taken from and returned to `idleHandles`.
-        let pointer: OpaquePointer
+        public let pointer: OpaquePointer
         init?() {
             guard let pointer = CKB_curl_easy_init() else { return nil }
             self.pointer = pointer
@@ -67,7 +67,7 @@ final class HTTPClient: Sendable {
 
     private static let globalInit: Int32 = CKB_curl_global_init()
 
-    init(threads: Int) {
+    public init(threads: Int) {
         _ = Self.globalInit
         pool = NIOThreadPool(numberOfThreads: max(1, threads))
         pool.start()
@@ -78,11 +78,11 @@ final class HTTPClient: Sendable {
     }
 
     /// Runs other blocking work (a `credential_process` command) on the same threads.
-    func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await pool.runIfActive(body)
     }
 
-    func send(_ request: HTTPRequest) async throws(HTTPFailure) -> HTTPResponse {
+    public func send(_ request: HTTPRequest) async throws(HTTPFailure) -> HTTPResponse {
         do {
             return try await pool.runIfActive { [self] in try perform(request) }
         } catch let failure as HTTPFailure {

@@ -6,25 +6,30 @@ import SystemSupport
 /// and transport errors are retried up to `maxRetries` times after a random pause of up to
 /// base × 2^attempt (exponential backoff with full jitter); every other error is final. An
 /// expired-token answer refreshes the credentials and tries once more.
-final class AWSRequester: Sendable {
-    enum ErrorFormat: Sendable {
+public final class AWSRequester: Sendable {
+    public enum ErrorFormat: Sendable {
         /// KMS: JSON errors `{"__type": "…#Code", "message": "…"}`.
         case json
         /// STS: XML errors `<Error><Code>…</Code><Message>…</Message></Error>`.
         case query
     }
 
-    struct Credentials: Sendable {
-        var get: @Sendable () async throws(AWSError) -> AWSCredentials
-        var invalidate: @Sendable () async -> Void
+    public struct Credentials: Sendable {
+        public var get: @Sendable () async throws(AWSError) -> AWSCredentials
+        public var invalidate: @Sendable () async -> Void
+
+        public init(get: @escaping @Sendable () async throws(AWSError) -> AWSCredentials, invalidate: @escaping @Sendable () async -> Void) {
+            self.get = get
+            self.invalidate = invalidate
+        }
     }
 
-    let http: HTTPClient
-    let timeoutMilliseconds: Int
-    let maxRetries: Int
-    let logger: Logger
+    public let http: HTTPClient
+    public let timeoutMilliseconds: Int
+    public let maxRetries: Int
+    public let logger: Logger
 
-    init(http: HTTPClient, timeoutMilliseconds: Int, maxRetries: Int, logger: Logger) {
+    public init(http: HTTPClient, timeoutMilliseconds: Int, maxRetries: Int, logger: Logger) {
         self.http = http
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxRetries = maxRetries
@@ -32,7 +37,7 @@ final class AWSRequester: Sendable {
     }
 
     /// Returns the body of a 2xx answer.
-    func send(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
+    public func send(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
               headers extraHeaders: [(String, String)], body: [UInt8], credentials: Credentials?,
               maxRetries overrideRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
         let retries = overrideRetries ?? maxRetries
@@ -80,7 +85,7 @@ final class AWSRequester: Sendable {
         return response.body
     }
 
-    static func serviceError(operation: String, response: HTTPResponse, protocol kind: ErrorFormat) -> AWSError {
+    public static func serviceError(operation: String, response: HTTPResponse, protocol kind: ErrorFormat) -> AWSError {
         var code: String?
         var message: String?
         // Some front ends (and moto's auth layer) answer a JSON-protocol call with an XML error.
@@ -111,15 +116,15 @@ final class AWSRequester: Sendable {
                         message: text.isEmpty ? "(no message)" : text)
     }
 
-    static func oneLine(_ text: String) -> String {
+    public static func oneLine(_ text: String) -> String {
         text.split(whereSeparator: \.isNewline).joined(separator: " ").trimmingCharacters(in: [" ", "\t"])
     }
 }
 
 /// Text of XML elements in the small documents STS and IMDS return. Not a general XML parser:
 /// finds `<Name>text</Name>` and decodes the five predefined entities.
-enum XMLText {
-    static func range(_ name: String, in bytes: UnsafeRawBufferPointer, from start: Int = 0) -> Range<Int>? {
+public enum XMLText {
+    public static func range(_ name: String, in bytes: UnsafeRawBufferPointer, from start: Int = 0) -> Range<Int>? {
         let open = Array("<\(name)>".utf8), close = Array("</\(name)>".utf8)
         guard let openAt = find(open, in: bytes, from: start) else { return nil }
         let contentStart = openAt + open.count
@@ -127,18 +132,18 @@ enum XMLText {
         return contentStart..<closeAt
     }
 
-    static func first(_ name: String, in bytes: UnsafeRawBufferPointer) -> String? {
+    public static func first(_ name: String, in bytes: UnsafeRawBufferPointer) -> String? {
         guard let range = range(name, in: bytes) else { return nil }
         return decode(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
     }
 
-    static func decode(_ text: String) -> String {
+    public static func decode(_ text: String) -> String {
         guard text.contains("&") else { return text }
         return text.replacing("&lt;", with: "<").replacing("&gt;", with: ">").replacing("&quot;", with: "\"")
             .replacing("&apos;", with: "'").replacing("&amp;", with: "&")
     }
 
-    static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+    public static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
         guard needle.count <= bytes.count, start <= bytes.count - needle.count else { return nil }
         var index = start
         while index <= bytes.count - needle.count {

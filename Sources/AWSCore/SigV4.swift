@@ -80,29 +80,29 @@ public struct SigV4Signer: Sendable {
         return out
     }
 
-    static func hexSHA256(_ data: [UInt8]) -> String {
+    public static func hexSHA256(_ data: [UInt8]) -> String {
         var digest = [UInt8](repeating: 0, count: 32)
         CKB_sha256(data, data.count, &digest)
         return hex(digest)
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
+    public static func hex(_ bytes: [UInt8]) -> String {
         Hex.encode(bytes)
     }
 
     /// Leading and trailing blanks removed, runs of blanks folded to one space (as botocore does).
-    static func trimHeaderValue(_ value: String) -> String {
+    public static func trimHeaderValue(_ value: String) -> String {
         value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }).joined(separator: " ")
     }
 
     /// ("20150830", "20150830T123600Z") for a Unix time.
-    static func timestamps(_ time: Int64) -> (String, String) {
+    public static func timestamps(_ time: Int64) -> (String, String) {
         let civil = CivilTime(unix: time)
         return (civil.basicDate, civil.basicTimestamp)
     }
 
     /// RFC 3986 percent-encoding of everything but unreserved characters (for query strings and forms).
-    static func percentEncode(_ text: String) -> String {
+    public static func percentEncode(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {

@@ -1,5 +1,3 @@
-import KeyStore
-
 /// A failed AWS call, described for a DBA: the operation, AWS's error code and message.
 public struct AWSError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
@@ -50,7 +48,7 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     }
 
     /// Error codes that mean "try again later".
-    static let retryableCodes: Set<String> = [
+    public static let retryableCodes: Set<String> = [
         "ThrottlingException", "Throttling", "ThrottledException", "RequestThrottledException", "TooManyRequestsException",
         "ProvisionedThroughputExceededException", "TransactionInProgressException", "RequestLimitExceeded",
         "LimitExceededException", "BandwidthLimitExceeded", "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
@@ -59,10 +57,10 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     ]
 
     /// Codes that mean the credentials themselves are stale: refresh them and try once more.
-    static let expiredCredentialCodes: Set<String> = ["ExpiredTokenException", "ExpiredToken", "RequestExpired"]
+    public static let expiredCredentialCodes: Set<String> = ["ExpiredTokenException", "ExpiredToken", "RequestExpired"]
 
     /// Whether a retry of the same request may succeed.
-    var isRetryable: Bool {
+    public var isRetryable: Bool {
         switch kind {
         case .transport: return true
         case let .service(code):
@@ -71,29 +69,6 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
             return false
         case .credentials: return transient
         case .locked, .malformed: return false
-        }
-    }
-}
-
-extension AWSError {
-    /// How the key store and the client see it.
-    var providerError: ProviderError { ProviderError(self) }
-}
-
-extension ProviderError {
-    /// How the key store and the client see an AWS failure.
-    init(_ error: AWSError) {
-        switch error.kind {
-        case let .service(code):
-            if code == "InvalidCiphertextException" || code == "IncorrectKeyException" {
-                self.init(.corrupt, error.description)
-            } else {
-                self.init(error.isRetryable ? .unavailable : .denied, error.description)
-            }
-        case .transport, .malformed, .locked:
-            self.init(.unavailable, error.description)
-        case .credentials:
-            self.init(error.transient ? .unavailable : .denied, error.description)
         }
     }
 }

@@ -3,14 +3,14 @@ import SecureMemory
 import SystemSupport
 
 /// The three STS calls the credential chain and two-factor start need (query protocol, XML answers).
-struct STSClient: Sendable {
-    let requester: AWSRequester
-    let endpoint: Endpoint
-    let region: String
+public struct STSClient: Sendable {
+    public let requester: AWSRequester
+    public let endpoint: Endpoint
+    public let region: String
 
     private var signer: SigV4Signer { SigV4Signer(region: region, service: "sts") }
 
-    func assumeRole(roleARN: String, sessionName: String, externalID: String?, durationSeconds: Int?,
+    public func assumeRole(roleARN: String, sessionName: String, externalID: String?, durationSeconds: Int?,
                     mfaSerial: String? = nil, tokenCode: String? = nil,
                     using credentials: AWSCredentials) async throws(AWSError) -> AWSCredentials {
         var parameters = [("Action", "AssumeRole"), ("Version", "2011-06-15"), ("RoleArn", roleARN), ("RoleSessionName", sessionName)]
@@ -21,13 +21,13 @@ struct STSClient: Sendable {
     }
 
     /// Unsigned, as the SDKs send it: the web identity token is the proof.
-    func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: String) async throws(AWSError) -> AWSCredentials {
+    public func assumeRoleWithWebIdentity(roleARN: String, sessionName: String, token: String) async throws(AWSError) -> AWSCredentials {
         let parameters = [("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", roleARN),
                           ("RoleSessionName", sessionName), ("WebIdentityToken", token)]
         return try await call("AssumeRoleWithWebIdentity", parameters, credentials: nil, source: "web identity, role \(roleARN)")
     }
 
-    func getSessionToken(serialNumber: String, tokenCode: String, durationSeconds: Int?,
+    public func getSessionToken(serialNumber: String, tokenCode: String, durationSeconds: Int?,
                          using credentials: AWSCredentials) async throws(AWSError) -> AWSCredentials {
         var parameters = [("Action", "GetSessionToken"), ("Version", "2011-06-15"), ("SerialNumber", serialNumber), ("TokenCode", tokenCode)]
         if let durationSeconds { parameters.append(("DurationSeconds", String(durationSeconds))) }

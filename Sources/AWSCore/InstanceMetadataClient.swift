@@ -1,11 +1,11 @@
 /// EC2 instance metadata with IMDSv2 session tokens: credentials of the instance's role, and its
 /// region. AWS_EC2_METADATA_SERVICE_ENDPOINT moves it (tests), AWS_EC2_METADATA_DISABLED=true turns it off.
-struct InstanceMetadataClient: Sendable {
-    let environment: CredentialEnvironment
-    let http: HTTPClient
+public struct InstanceMetadataClient: Sendable {
+    public let environment: CredentialEnvironment
+    public let http: HTTPClient
 
 
-    var endpoint: String? {
+    public var endpoint: String? {
         if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" { return nil }
         var base = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "http://169.254.169.254"
         while base.hasSuffix("/") { base.removeLast() }
@@ -22,7 +22,7 @@ struct InstanceMetadataClient: Sendable {
     }
 
     /// An IMDSv2 session token; nil when no metadata service answers (not on EC2).
-    func token() async -> String? {
+    public func token() async -> String? {
         guard let base = endpoint else { return nil }
         for _ in 0..<max(1, metadataAttempts) {
             guard let response = try? await http.send(HTTPRequest(
@@ -35,7 +35,7 @@ struct InstanceMetadataClient: Sendable {
         return nil
     }
 
-    func credentials() async throws(AWSError) -> AWSCredentials? {
+    public func credentials() async throws(AWSError) -> AWSCredentials? {
         guard let base = endpoint, let token = await token() else { return nil }
         let headers = [("X-aws-ec2-metadata-token", token)]
         let listing = try await http.metadataGet(url: "\(base)/latest/meta-data/iam/security-credentials/", headers: headers,
@@ -54,7 +54,7 @@ struct InstanceMetadataClient: Sendable {
     }
 
     /// The region of the EC2 instance, from IMDSv2; nil when not on EC2.
-    func region() async -> String? {
+    public func region() async -> String? {
         guard let base = endpoint, let token = await token() else { return nil }
         guard let body = try? await http.metadataGet(url: "\(base)/latest/meta-data/placement/region", headers: [("X-aws-ec2-metadata-token", token)],
                                                 what: "EC2 instance metadata service", attempts: 1, timeoutMilliseconds: metadataTimeoutMilliseconds)
@@ -66,7 +66,7 @@ struct InstanceMetadataClient: Sendable {
 
 extension HTTPClient {
     /// GET with a few quick attempts; transport failures and non-200 answers are transient errors.
-    func metadataGet(url: String, method: String = "GET", headers: [(String, String)], what: String,
+    public func metadataGet(url: String, method: String = "GET", headers: [(String, String)], what: String,
                              attempts: Int, timeoutMilliseconds: Int) async throws(AWSError) -> ResponseBody {
         var lastError = ""
         for attempt in 0..<max(1, attempts) {

@@ -25,7 +25,7 @@ public struct AWSCredentials: Sendable {
     }
 
     /// True when they expire within `margin` seconds of `now`.
-    func expires(within margin: Int64, now: Int64) -> Bool {
+    public func expires(within margin: Int64, now: Int64) -> Bool {
         guard let expiration else { return false }
         return expiration - now <= margin
     }

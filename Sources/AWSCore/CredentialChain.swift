@@ -19,14 +19,14 @@ import SystemSupport
 ///
 /// A source that is not configured is skipped; one that is configured but fails stops the chain
 /// with its error (as the SDKs do), so a broken setup is reported rather than papered over.
-final class CredentialChain: Sendable {
-    let environment: CredentialEnvironment
-    let sts: STSClient
-    let http: HTTPClient
-    let imds: InstanceMetadataClient
-    let logger: Logger
+public final class CredentialChain: Sendable {
+    public let environment: CredentialEnvironment
+    public let sts: STSClient
+    public let http: HTTPClient
+    public let imds: InstanceMetadataClient
+    public let logger: Logger
 
-    init(environment: CredentialEnvironment, sts: STSClient, http: HTTPClient, logger: Logger) {
+    public init(environment: CredentialEnvironment, sts: STSClient, http: HTTPClient, logger: Logger) {
         self.environment = environment
         self.sts = sts
         self.http = http
@@ -34,7 +34,7 @@ final class CredentialChain: Sendable {
         self.logger = logger
     }
 
-    func resolve() async throws(AWSError) -> AWSCredentials {
+    public func resolve() async throws(AWSError) -> AWSCredentials {
         if let credentials = try environmentCredentials() { return credentials }
         if let profiles = try environment.systemdProfiles() {
             let name = environment.profileName
@@ -65,13 +65,13 @@ final class CredentialChain: Sendable {
         throw Self.failure("no AWS credentials found: tried AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, $CREDENTIALS_DIRECTORY/aws-credentials, AWS_WEB_IDENTITY_TOKEN_FILE, profile \"\(name)\" in the shared files, container credentials and EC2 instance metadata")
     }
 
-    static func failure(_ message: String, transient: Bool = false) -> AWSError {
+    public static func failure(_ message: String, transient: Bool = false) -> AWSError {
         AWSError(.credentials, operation: "credentials", message: message, transient: transient)
     }
 
     // MARK: 1. Environment
 
-    func environmentCredentials() throws(AWSError) -> AWSCredentials? {
+    public func environmentCredentials() throws(AWSError) -> AWSCredentials? {
         let keyID = environment["AWS_ACCESS_KEY_ID"]
         let secret = environment["AWS_SECRET_ACCESS_KEY"]
         switch (keyID, secret) {
@@ -87,7 +87,7 @@ final class CredentialChain: Sendable {
 
     // MARK: 3. Web identity
 
-    func webIdentityCredentials(tokenFile: String?, roleARN: String?, sessionName: String?) async throws(AWSError) -> AWSCredentials? {
+    public func webIdentityCredentials(tokenFile: String?, roleARN: String?, sessionName: String?) async throws(AWSError) -> AWSCredentials? {
         guard let tokenFile else { return nil }
         guard let roleARN else { throw Self.failure("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not; set the role to assume") }
         let token: String
@@ -106,11 +106,11 @@ final class CredentialChain: Sendable {
         return try await sts.assumeRoleWithWebIdentity(roleARN: roleARN, sessionName: sessionName ?? Self.sessionName(), token: token)
     }
 
-    static func sessionName() -> String { "keybroker-\(unixNow())" }
+    public static func sessionName() -> String { "keybroker-\(unixNow())" }
 
     // MARK: 4. Profiles
 
-    func profileCredentials(_ profiles: ProfileSet, profile: String, visited: Set<String>, sourceLabel: String) async throws(AWSError) -> AWSCredentials? {
+    public func profileCredentials(_ profiles: ProfileSet, profile: String, visited: Set<String>, sourceLabel: String) async throws(AWSError) -> AWSCredentials? {
         guard !visited.contains(profile) else {
             throw Self.failure("AWS profile \"\(profile)\" is part of a source_profile loop in \(profiles.paths)")
         }
@@ -169,10 +169,10 @@ final class CredentialChain: Sendable {
     }
 
     /// `credential_process`: runs the command with /bin/sh and reads its JSON from stdout.
-    func processCredentials(command: String, label: String) async throws(AWSError) -> AWSCredentials {
+    public func processCredentials(command: String, label: String) async throws(AWSError) -> AWSCredentials {
         struct Output: Sendable {
-            var status: Int32
-            var bytes: SecureBytes
+            public var status: Int32
+            public var bytes: SecureBytes
         }
         let output: Output
         do {
@@ -213,7 +213,7 @@ final class CredentialChain: Sendable {
     }
 
     /// The JSON document of credential_process, the container endpoint and IMDS.
-    static func parseCredentialDocument(_ bytes: UnsafeRawBufferPointer, what: String, tokenKey: String, label: String) throws(AWSError) -> AWSCredentials {
+    public static func parseCredentialDocument(_ bytes: UnsafeRawBufferPointer, what: String, tokenKey: String, label: String) throws(AWSError) -> AWSCredentials {
         let reader: JSONReader
         do throws(JSONReader.Failure) { reader = try JSONReader(bytes: bytes) } catch {
             throw failure("\(what) is not JSON: \(error.description)", transient: true)
@@ -231,7 +231,7 @@ final class CredentialChain: Sendable {
 
     // MARK: 5. Container
 
-    func containerCredentials() async throws(AWSError) -> AWSCredentials? {
+    public func containerCredentials() async throws(AWSError) -> AWSCredentials? {
         let url: String
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] {
             url = "http://169.254.170.2" + (relative.hasPrefix("/") ? relative : "/" + relative)
@@ -274,7 +274,7 @@ final class CredentialChain: Sendable {
         }
     }
 
-    func instanceMetadataCredentials() async throws(AWSError) -> AWSCredentials? {
+    public func instanceMetadataCredentials() async throws(AWSError) -> AWSCredentials? {
         try await imds.credentials()
     }
 }

@@ -2,15 +2,15 @@ import SecureMemory
 
 /// Standard base64 (RFC 4648, with padding), as KMS uses for blobs and plaintexts. Decoding of
 /// secrets writes straight into locked memory.
-enum Base64 {
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    static func encode(_ bytes: some Collection<UInt8>) -> String {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
         String(decoding: encodedBytes(bytes), as: UTF8.self)
     }
 
     /// The encoding as bytes the caller can zero (for a plaintext key sent to KMS Encrypt).
-    static func encodedBytes(_ bytes: some Collection<UInt8>) -> [UInt8] {
+    public static func encodedBytes(_ bytes: some Collection<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
         var iterator = bytes.makeIterator()
@@ -38,7 +38,7 @@ enum Base64 {
     }
 
     /// Decoded length of well-formed base64 text, or nil.
-    static func decodedLength(_ text: UnsafeRawBufferPointer) -> Int? {
+    public static func decodedLength(_ text: UnsafeRawBufferPointer) -> Int? {
         guard text.count % 4 == 0 else { return nil }
         var padding = 0
         if text.count >= 1, text[text.count - 1] == UInt8(ascii: "=") { padding += 1 }
@@ -72,7 +72,7 @@ enum Base64 {
         }
     }
 
-    static func decode(_ text: [UInt8]) -> [UInt8]? {
+    public static func decode(_ text: [UInt8]) -> [UInt8]? {
         text.withUnsafeBytes { raw in
             guard let length = decodedLength(raw) else { return nil }
             var out = [UInt8](repeating: 0, count: length)
@@ -82,7 +82,7 @@ enum Base64 {
     }
 
     /// Decodes into locked memory; the text itself is the caller's to zero.
-    static func decodeSecret(_ text: UnsafeRawBufferPointer) -> SecureBytes? {
+    public static func decodeSecret(_ text: UnsafeRawBufferPointer) -> SecureBytes? {
         guard let length = decodedLength(text) else { return nil }
         return SecureBytes(count: length) { decode(text, into: $0) }
     }
