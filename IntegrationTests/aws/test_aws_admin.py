@@ -1,14 +1,11 @@
 """keybrokerctl rewrap, import, export and unlock with the aws provider, against moto (auth on)."""
-import json
 import os
 import re
-import urllib.parse
-import urllib.request
 
 import pytest
 
 import kbproto
-from awsmoto import AWSAccount, Moto, Responder, aws_instance, clean_env, seed
+from awsmoto import AWSAccount, Moto, aws_instance, clean_env, mfa_sts_shim, seed
 from broker import Broker, me
 
 
@@ -201,32 +198,6 @@ def test_import_into_a_local_instance_is_refused(workdir, tmp_path):
     assert r.returncode == 1 and "uses provider local" in r.stderr
 
 
-def mfa_sts_shim(moto, serial, code):
-    """moto's GetSessionToken checks the caller's signature and policy but returns fixed example
-    keys that its own auth layer then rejects. This shim forwards the call (so moto verifies it)
-    and, when moto accepts it, swaps in real session credentials for the KMS role."""
-    calls = []
-
-    def handler(method, path, headers, body):
-        form = urllib.parse.parse_qs(body.decode())
-        if form.get("Action") != ["GetSessionToken"]:
-            return None
-        calls.append(form)
-        status, out_headers, data = shim.forward(method, path, headers, body)
-        if status != 200:
-            return status, out_headers, data
-        if form.get("SerialNumber") != [serial] or form.get("TokenCode") != [code]:
-            return 403, {}, "<ErrorResponse><Error><Code>AccessDenied</Code><Message>MultiFactorAuthentication failed with invalid MFA one time pass code.</Message></Error></ErrorResponse>"
-        c = moto.account.assume_role("mfa")
-        creds = (f"<AccessKeyId>{c['AccessKeyId']}</AccessKeyId><SecretAccessKey>{c['SecretAccessKey']}</SecretAccessKey>"
-                 f"<SessionToken>{c['SessionToken']}</SessionToken><Expiration>{c['Expiration'].strftime('%Y-%m-%dT%H:%M:%SZ')}</Expiration>")
-        data = re.sub(rb"<Credentials>.*</Credentials>", b"<Credentials>" + creds.encode() + b"</Credentials>", data, flags=re.S)
-        return 200, out_headers, data
-    shim = Responder(handler, upstream=moto.url)
-    shim.calls = calls
-    return shim
-
-
 def test_two_factor_start(workdir, moto):
     a = moto.account
     serial = "arn:aws:iam::123456789012:mfa/dba"
@@ -244,7 +215,9 @@ def test_two_factor_start(workdir, moto):
         with kbproto.Client(b.socket) as c:
             c.hello()
             r = c.latest(1)
-            assert r.status == kbproto.UNAVAILABLE and "locked until an admin runs: keybrokerctl unlock" in r.message, r
+            assert r.status == kbproto.LOCKED and "locked until an admin runs: keybrokerctl unlock" in r.message, r
+            r = c.info()
+            assert r.status == kbproto.LOCKED and "keybrokerctl unlock --instance default" in r.message, r
         assert "waits for two-factor start" in b.log_text()
         assert "locked" in b.ctl("status", "--json").stdout
         r = b.ctl("unlock", "--token-code", "654321")
@@ -257,6 +230,9 @@ def test_two_factor_start(workdir, moto):
             c.hello()
             assert c.latest(1).key() == (1, kms.decrypt(CiphertextBlob=blob)["Plaintext"])
             assert c.latest(2).status == kbproto.OK
+            r = c.info()
+            assert r.status == kbproto.OK, r
+            assert r.info() == {"instance": "default", "provider": "aws", "master_key": "alias/keybroker", "location": "us-east-1"}
         log = b.log_text()
         assert "unlocked with two-factor device" in log and "918273" not in log
     finally:

@@ -265,7 +265,7 @@ def test_no_credentials_at_all_is_reported(workdir, moto):
         with kbproto.Client(b.socket) as c:
             c.hello()
             r = c.latest(1)
-        assert r.status == kbproto.DENIED
+        assert r.status == kbproto.REFUSED
         assert r.message.startswith("no AWS credentials found: tried AWS_ACCESS_KEY_ID")
     finally:
         b.stop()
@@ -279,7 +279,7 @@ def test_named_profile_that_does_not_exist_is_reported(workdir, moto, tmp_path):
         with kbproto.Client(b.socket) as c:
             c.hello()
             r = c.latest(1)
-        assert r.status == kbproto.DENIED
+        assert r.status == kbproto.REFUSED
         assert 'AWS profile "missing" is named' in r.message and str(shared) in r.message
     finally:
         b.stop()

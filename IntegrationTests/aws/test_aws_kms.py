@@ -6,7 +6,7 @@ import time
 import pytest
 
 import kbproto
-from awsmoto import REGION, AWSAccount, Moto, Responder, aws_instance, clean_env, seed, unauthenticated
+from awsmoto import AWSAccount, Moto, Responder, aws_instance, clean_env, disabled_key_proxy, seed, unauthenticated
 from broker import Broker
 
 
@@ -93,12 +93,12 @@ def test_wrong_secret_is_refused_and_reported(workdir, moto):
     b = start(workdir, "wrongsecret", moto, env=env)
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert "KMS GenerateDataKeyWithoutPlaintext failed: SignatureDoesNotMatch" in r.message
         assert "KMS GenerateDataKeyWithoutPlaintext failed: SignatureDoesNotMatch" in b.log_text()
         assert "not-the-secret" not in b.log_text()
         # Not remembered: the next request asks KMS again.
-        assert latest(b, 1).status == kbproto.DENIED
+        assert latest(b, 1).status == kbproto.REFUSED
     finally:
         b.stop()
 
@@ -108,7 +108,7 @@ def test_unknown_access_key_is_refused(workdir, moto):
     b = start(workdir, "unknownkey", moto, env=env)
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED and "InvalidClientTokenId" in r.message, r
+        assert r.status == kbproto.REFUSED and "InvalidClientTokenId" in r.message, r
     finally:
         b.stop()
 
@@ -127,7 +127,7 @@ def test_session_token_from_sts_works(workdir, moto):
         env["AWS_SESSION_TOKEN"] = creds["SessionToken"][:-4] + "AAAA"
         b.start(env=env)
         r = latest(b, 3)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
     finally:
         b.stop()
 
@@ -142,27 +142,12 @@ def test_policy_without_generate_is_denied_with_the_operation_named(workdir, mot
     b = start(workdir, "decryptonly", moto, env=clean_env(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"]))
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED
+        assert r.status == kbproto.REFUSED
         assert "KMS GenerateDataKeyWithoutPlaintext failed: AccessDenied" in r.message, r.message
+        message, code, key = r.refusal()
+        assert code.startswith("AccessDenied") and key == "alias/keybroker", r.refusal()
     finally:
         b.stop()
-
-
-def disabled_key_proxy(moto, key_id):
-    """moto keeps using a disabled key; real KMS answers DisabledException. This proxy adds that
-    answer for calls naming `key_id` once moto's own DescribeKey says the key is disabled."""
-    import json
-
-    def handler(method, path, headers, body):
-        target = headers.get("X-Amz-Target", "")
-        if target.endswith((".GenerateDataKeyWithoutPlaintext", ".Decrypt")):
-            with unauthenticated(moto):
-                state = moto.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
-            if state == "Disabled" and (key_id in body.decode() or target.endswith(".Decrypt")):
-                return 400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(
-                    {"__type": "DisabledException", "message": f"arn:aws:kms:{REGION}:123456789012:key/{key_id} is disabled."})
-        return None
-    return Responder(handler, upstream=moto.url)
 
 
 def test_disabled_master_key_gives_a_clear_error_while_stored_keys_are_served(workdir, moto):
@@ -175,8 +160,9 @@ def test_disabled_master_key_gives_a_clear_error_while_stored_keys_are_served(wo
         with unauthenticated(moto):
             moto.client("kms").disable_key(KeyId=key_id)
         r = latest(b, 2)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert "KMS GenerateDataKeyWithoutPlaintext failed: DisabledException" in r.message, r.message
+        assert r.refusal()[1:] == ("DisabledException", key_id)
         assert latest(b, 1).key() == (1, key)
         assert get(b, 1, 1).key_bytes() == key
         # At start-up the broker says so, and keeps serving.

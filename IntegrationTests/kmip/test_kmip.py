@@ -176,7 +176,7 @@ def test_client_certificate_refused_by_the_server_then_accepted_again(workdir, k
         try:
             assert latest(b, 1).key() == key
             r = latest(b, 2)
-            assert r.status == kbproto.DENIED, r
+            assert r.status == kbproto.REFUSED, r
             assert f"KMIP server {kmip.address} refused the client certificate (TLS alert from the server" in r.message
         finally:
             kmip.restart()
@@ -191,7 +191,7 @@ def test_client_certificate_without_client_auth_usage(workdir, kmip):
     b = start(workdir, "noeku", kmip, master_key_id=uid, client="noeku-client")
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert f"KMIP server {kmip.address} refused the client certificate (TLS alert from the server: sslv3 alert unsupported certificate)" in r.message
         assert "clientAuth extended key usage" in r.message
     finally:
@@ -206,11 +206,11 @@ def test_revoked_master_key(workdir, kmip):
         kmip.revoke(uid)
         assert latest(b, 1).key() == key
         r = latest(b, 2)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert f"KMIP master key {uid}: it is revoked (state Deactivated)" in r.message
         b.restart()
         r = get(b, 1, 1)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert f"KMIP master key {uid}: it is revoked (state Deactivated)" in r.message
         assert wait_for(lambda: "cannot wrap keys: it is revoked" in b.log_text())
     finally:
@@ -222,7 +222,7 @@ def test_master_key_not_yet_active(workdir, kmip):
     b = start(workdir, "preactive", kmip, master_key_id=uid)
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert f"KMIP master key {uid}: it is not active (state Pre-Active): activate it in the key manager" in r.message
         with kmip.client() as c:
             c.activate(uid)
@@ -239,7 +239,7 @@ def test_destroyed_master_key(workdir, kmip):
         kmip.destroy(uid)
         assert latest(b, 1).key() == key
         r = latest(b, 2)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert f"KMIP master key {uid} not found" in r.message
         assert "delete destroyed keys" in r.message or "destroyed" in r.message
     finally:
@@ -251,7 +251,7 @@ def test_master_key_of_another_client_is_not_permitted(workdir, kmip):
     b = start(workdir, "stranger", kmip, master_key_id=uid)
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert f"operation not permitted: the KMIP server refuses Encrypt with master key {uid} for this client certificate" in r.message
     finally:
         b.stop()
@@ -264,10 +264,10 @@ def test_unknown_master_key_and_name(workdir, kmip):
     }).start()
     try:
         r = latest(b, 1)
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert "KMIP master key no-such-uid-424242 not found" in r.message
         r = latest(b, 1, instance="named")
-        assert r.status == kbproto.DENIED, r
+        assert r.status == kbproto.REFUSED, r
         assert "no symmetric key named \"no-such-name\" is visible to this client certificate" in r.message
     finally:
         b.stop()

@@ -7,10 +7,12 @@ master keys, and switches it back on, so every request the broker makes is verif
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -219,3 +221,44 @@ class Responder:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def mfa_sts_shim(moto, serial, code):
+    """moto's GetSessionToken checks the caller's signature and policy but returns fixed example
+    keys that its own auth layer then rejects. This shim forwards the call (so moto verifies it)
+    and, when moto accepts it, swaps in real session credentials for the KMS role."""
+    calls = []
+
+    def handler(method, path, headers, body):
+        form = urllib.parse.parse_qs(body.decode())
+        if form.get("Action") != ["GetSessionToken"]:
+            return None
+        calls.append(form)
+        status, out_headers, data = shim.forward(method, path, headers, body)
+        if status != 200:
+            return status, out_headers, data
+        if form.get("SerialNumber") != [serial] or form.get("TokenCode") != [code]:
+            return 403, {}, "<ErrorResponse><Error><Code>AccessDenied</Code><Message>MultiFactorAuthentication failed with invalid MFA one time pass code.</Message></Error></ErrorResponse>"
+        c = moto.account.assume_role("mfa")
+        creds = (f"<AccessKeyId>{c['AccessKeyId']}</AccessKeyId><SecretAccessKey>{c['SecretAccessKey']}</SecretAccessKey>"
+                 f"<SessionToken>{c['SessionToken']}</SessionToken><Expiration>{c['Expiration'].strftime('%Y-%m-%dT%H:%M:%SZ')}</Expiration>")
+        data = re.sub(rb"<Credentials>.*</Credentials>", b"<Credentials>" + creds.encode() + b"</Credentials>", data, flags=re.S)
+        return 200, out_headers, data
+    shim = Responder(handler, upstream=moto.url)
+    shim.calls = calls
+    return shim
+
+
+def disabled_key_proxy(moto, key_id):
+    """moto keeps using a disabled key; real KMS answers DisabledException. This proxy adds that
+    answer for calls naming `key_id` once moto's own DescribeKey says the key is disabled."""
+    def handler(method, path, headers, body):
+        target = headers.get("X-Amz-Target", "")
+        if target.endswith((".GenerateDataKeyWithoutPlaintext", ".Decrypt")):
+            with unauthenticated(moto):
+                state = moto.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+            if state == "Disabled" and (key_id in body.decode() or target.endswith(".Decrypt")):
+                return 400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(
+                    {"__type": "DisabledException", "message": f"arn:aws:kms:{REGION}:123456789012:key/{key_id} is disabled."})
+        return None
+    return Responder(handler, upstream=moto.url)

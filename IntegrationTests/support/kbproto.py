@@ -6,9 +6,10 @@ module disagree about the format, the tests fail.
 import socket
 import struct
 
-OP_HELLO, OP_LATEST_KEY, OP_GET_KEY, OP_ROTATE, OP_STATUS, OP_ADMIN = 1, 2, 3, 4, 5, 6
-OK, NOT_FOUND, UNAVAILABLE, DENIED, BAD_REQUEST, INTERNAL, UNSUPPORTED, PARTIAL = range(8)
-STATUS_NAMES = ["OK", "NOT_FOUND", "UNAVAILABLE", "DENIED", "BAD_REQUEST", "INTERNAL", "UNSUPPORTED", "PARTIAL"]
+OP_HELLO, OP_LATEST_KEY, OP_GET_KEY, OP_ROTATE, OP_STATUS, OP_ADMIN, OP_INFO = 1, 2, 3, 4, 5, 6, 7
+OK, NOT_FOUND, UNAVAILABLE, DENIED, BAD_REQUEST, INTERNAL, UNSUPPORTED, PARTIAL, REFUSED, LOCKED = range(10)
+STATUS_NAMES = ["OK", "NOT_FOUND", "UNAVAILABLE", "DENIED", "BAD_REQUEST", "INTERNAL", "UNSUPPORTED", "PARTIAL",
+                "REFUSED", "LOCKED"]
 ALL_KEYS = 0xFFFFFFFF
 MAX_FRAME = 65536
 
@@ -51,6 +52,21 @@ def admin(request_id, command):
     return request(OP_ADMIN, request_id, string(command))
 
 
+def info(request_id):
+    """INFO (0x07), the extension to v1 that says what the bound instance is (docs/protocol.md)."""
+    return request(OP_INFO, request_id)
+
+
+def _strings(data, count):
+    out = []
+    for _ in range(count):
+        (n,) = struct.unpack(">H", data[:2])
+        assert len(data) >= 2 + n, "string longer than the body"
+        out.append(data[2:2 + n].decode())
+        data = data[2 + n:]
+    return out, data
+
+
 class Response:
     def __init__(self, payload):
         self.op, self.request_id, self.status = struct.unpack(">BIB", payload[:6])
@@ -60,6 +76,19 @@ class Response:
     def message(self):
         (n,) = struct.unpack(">H", self.body[:2])
         return self.body[2:2 + n].decode()
+
+    def refusal(self):
+        """(message, service code, key) of a REFUSED answer."""
+        fields, rest = _strings(self.body, 3)
+        assert not rest, "trailing bytes after the refusal"
+        return tuple(fields)
+
+    def info(self):
+        """{name: value} of an INFO answer."""
+        (count,) = struct.unpack(">H", self.body[:2])
+        fields, rest = _strings(self.body[2:], 2 * count)
+        assert not rest, "trailing bytes after the fields"
+        return dict(zip(fields[0::2], fields[1::2]))
 
     def key(self):
         """(version, key bytes) of a LATEST_KEY answer."""
@@ -165,6 +194,9 @@ class Client:
 
     def status(self):
         return self.call(lambda rid: status(rid))
+
+    def info(self):
+        return self.call(lambda i: info(i))
 
     def admin(self, command):
         return self.call(lambda rid: admin(rid, command))

@@ -68,6 +68,10 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
 
     public var statusNote: String? { note.withLock { $0 } }
 
+    public var masterKeyName: String? { settings.masterKeyID }
+    public var masterKeyLocation: String? { region }
+    public var awaitsUnlock: Bool { twoFactor?.awaitsUnlock ?? false }
+
     /// One line describing where this instance's keys live, for the start-up log.
     public var summary: String {
         "AWS KMS in \(region) at \(kmsEndpoint.host), master key \(settings.masterKeyID ?? "(none: stored keys only)")\(twoFactor != nil ? ", two-factor start" : "")"
@@ -77,7 +81,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
 
     public func generateDataKey(for ref: KeyRef, length: Int) async throws(ProviderError) -> (wrapped: [UInt8], key: SecureBytes) {
         guard let masterKeyID = settings.masterKeyID else {
-            throw ProviderError(.denied, "instance \"\(instance)\" has no master_key_id, so it cannot create \(ref); set master_key_id in [instances.\(instance)]")
+            throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id, so it cannot create \(ref); set master_key_id in [instances.\(instance)]")
         }
         do throws(AWSError) {
             let blob = try await kms.generateDataKeyWithoutPlaintext(keyID: masterKeyID, length: length)
@@ -89,7 +93,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             }
             return (blob, key)
         } catch {
-            throw ProviderError(error)
+            throw ProviderError(error, key: masterKeyID)
         }
     }
 
@@ -99,7 +103,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
         do {
             key = try await kms.decrypt(wrapped)
         } catch {
-            var failure = ProviderError(error)
+            var failure = ProviderError(error, key: settings.masterKeyID)
             if failure.code == .corrupt {
                 failure.message = "key file \(path) cannot be decrypted by KMS (\(error.description)); it is damaged, or was wrapped by a master key in another account or region"
             } else {
@@ -116,12 +120,12 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
     /// KMS Encrypt under master_key_id: a key set moved here from another provider keeps its bytes.
     public func wrapDataKey(_ key: SecureBytes, for ref: KeyRef) async throws(ProviderError) -> [UInt8] {
         guard let masterKeyID = settings.masterKeyID else {
-            throw ProviderError(.denied, "instance \"\(instance)\" has no master_key_id to wrap \(ref) under; set master_key_id in [instances.\(instance)]")
+            throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id to wrap \(ref) under; set master_key_id in [instances.\(instance)]")
         }
         do {
             return try await kms.encrypt(keyID: masterKeyID, plaintext: key)
         } catch {
-            var failure = error.providerError
+            var failure = ProviderError(error, key: masterKeyID)
             failure.message = "cannot wrap \(ref) under \(masterKeyID): \(error.description)"
             throw failure
         }
@@ -131,7 +135,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
         do {
             return try await kms.reEncrypt(wrapped, to: masterKey).blob
         } catch {
-            var failure = ProviderError(error)
+            var failure = ProviderError(error, key: masterKey)
             failure.message = "cannot re-encrypt \(ref) (\(path)) under \(masterKey): \(error.description)"
             throw failure
         }
@@ -175,7 +179,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             throw ProviderError(.internal, "instance \"\(instance)\" has no mfa_serial; there is nothing to unlock")
         }
         guard tokenCode.count == 6, tokenCode.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw ProviderError(.denied, "a token code is 6 digits")
+            throw ProviderError(.refused, "a token code is 6 digits")
         }
         do {
             let expiration = try await twoFactor.unlock(tokenCode: tokenCode)
@@ -221,6 +225,9 @@ final class TwoFactorSession: Sendable {
         }
         return session
     }
+
+    /// No session yet: the instance was never unlocked since the broker started.
+    var awaitsUnlock: Bool { state.withLock { $0.session == nil } }
 
     func waitUntilUnlocked() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

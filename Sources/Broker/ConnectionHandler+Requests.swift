@@ -45,6 +45,8 @@ extension ConnectionHandler {
             rotate(context: context, store: session.store, op: op, requestID: id, keyID: keyID)
         case let .admin(command):
             admin(context: context, session: session, op: op, requestID: id, command: command)
+        case .info:
+            answerInfo(context: context, store: session.store, op: op, requestID: id)
         case .status:
             let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
             let json = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
@@ -62,6 +64,23 @@ extension ConnectionHandler {
         answerLater(context: context, op: op, requestID: id) {
             try await RotateAnswer.rotate(store, keyID: keyID, op: op, requestID: id)
         }
+    }
+
+    /// INFO: what the bound instance is. LOCKED while it waits for its first `keybrokerctl unlock`,
+    /// so a client starting now knows to wait rather than fail on its first key.
+    private func answerInfo(context: ChannelHandlerContext, store: InstanceKeyStore, op: UInt8, requestID id: UInt32) {
+        let provider = store.provider
+        if let unlockable = provider as? any UnlockableProvider, unlockable.awaitsUnlock {
+            fail(context: context, op: op, requestID: id, status: .locked,
+                 message: "instance \"\(store.name)\" waits for two-factor start: run keybrokerctl unlock --instance \(store.name) --token-code NNNNNN",
+                 close: false)
+            return
+        }
+        var fields: [(name: String, value: String)] = [("instance", store.name), ("provider", provider.name)]
+        if let masterKey = provider.masterKeyName { fields.append(("master_key", masterKey)) }
+        if let location = provider.masterKeyLocation { fields.append(("location", location)) }
+        let info = InstanceInfo(fields)
+        answer(context: context) { $0.writeResponse(Response(op: op, requestID: id, status: .ok, body: .info(info))) }
     }
 
     // MARK: Answers
@@ -137,7 +156,12 @@ extension ConnectionHandler {
             let failure = error as? KeyStoreError ?? KeyStoreError(.internal, "\(error)")
             broker.counters.errors.add(1, ordering: .relaxed)
             var buffer = ByteBuffer()
-            buffer.writeFailure(op: op, requestID: requestID, status: status(for: failure.code), message: failure.message)
+            if failure.code == .refused {
+                buffer.writeRefusal(op: op, requestID: requestID,
+                                    KeyServiceRefusal(message: failure.message, code: failure.serviceCode ?? "", key: failure.serviceKey ?? ""))
+            } else {
+                buffer.writeFailure(op: op, requestID: requestID, status: status(for: failure.code), message: failure.message)
+            }
             return buffer
         }
     }
@@ -146,7 +170,8 @@ extension ConnectionHandler {
         switch code {
         case .notFound: .notFound
         case .unavailable: .unavailable
-        case .denied: .denied
+        case .refused: .refused
+        case .locked: .locked
         case .corrupt, .internal: .internal
         }
     }

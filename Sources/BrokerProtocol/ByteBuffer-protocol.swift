@@ -51,6 +51,11 @@ extension ByteBuffer {
         writeResponse(op: op, requestID: requestID, status: status) { $0.writeProtocolString(message) }
     }
 
+    /// A REFUSED response: `message:string code:string key:string`.
+    public mutating func writeRefusal(op: UInt8, requestID: UInt32, _ refusal: KeyServiceRefusal) {
+        writeResponse(op: op, requestID: requestID, status: .refused) { refusal.write(to: &$0) }
+    }
+
     /// Encodes a response value (clients and tests; the daemon writes key bytes directly).
     public mutating func writeResponse(_ response: Response) {
         writeResponse(op: response.op, requestID: response.requestID, status: response.status) { buffer in
@@ -71,6 +76,10 @@ extension ByteBuffer {
                 report.write(to: &buffer)
             case let .status(json), let .admin(json):
                 buffer.writeProtocolString(json)
+            case let .info(info):
+                info.write(to: &buffer)
+            case let .refusal(refusal):
+                refusal.write(to: &buffer)
             case let .failure(message):
                 buffer.writeProtocolString(message)
             }

@@ -25,6 +25,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case status = 0x05
     /// Extension to v1 (docs/protocol.md): admin commands the five ops cannot express.
     case admin = 0x06
+    /// Extension to v1 (docs/protocol.md): what the bound instance is (provider, master key, where).
+    case info = 0x07
 }
 
 public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -33,6 +35,7 @@ public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertib
     case notFound = 1
     /// KMS or storage failed transiently: retry.
     case unavailable = 2
+    /// The peer may not use this instance (or this admin command).
     case denied = 3
     case badRequest = 4
     case `internal` = 5
@@ -41,6 +44,11 @@ public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertib
     /// ROTATE of every key: some keys were rotated and some not; the body gives each key's result
     /// after the message, so an older client reads it as a failure with a message.
     case partial = 7
+    /// The key service (KMS, KMIP server) refused the request: access denied, key disabled or in
+    /// the wrong state. The body gives the service's error code and the key after the message.
+    case refused = 8
+    /// The instance waits for `keybrokerctl unlock` (two-factor start): retry after the unlock.
+    case locked = 9
 
     public var description: String {
         switch self {
@@ -52,6 +60,8 @@ public enum ResponseStatus: UInt8, Sendable, CaseIterable, CustomStringConvertib
         case .internal: "INTERNAL"
         case .unsupported: "UNSUPPORTED"
         case .partial: "PARTIAL"
+        case .refused: "REFUSED"
+        case .locked: "LOCKED"
         }
     }
 }

@@ -10,6 +10,8 @@ public struct Request: Sendable, Equatable {
         case status
         /// `command` is "VERB [ARGUMENT]", e.g. "rewrap alias/new-master" or "unlock 123456".
         case admin(command: String)
+        /// Extension: what the bound instance is (`InstanceInfo`).
+        case info
     }
 
     public var requestID: UInt32
@@ -28,6 +30,7 @@ public struct Request: Sendable, Equatable {
         case .rotate: .rotate
         case .status: .status
         case .admin: .admin
+        case .info: .info
         }
     }
 
@@ -68,6 +71,8 @@ public struct Request: Sendable, Equatable {
             body = .status
         case .admin:
             body = .admin(command: try buffer.readProtocolString(field: "command", requestID: requestID, op: opByte))
+        case .info:
+            body = .info
         }
         if buffer.readableBytes != 0 {
             throw fail("\(buffer.readableBytes) unexpected bytes after the \(op) body")
@@ -90,7 +95,7 @@ public struct Request: Sendable, Equatable {
             case let .getKey(keyID, version):
                 buffer.writeInteger(keyID)
                 buffer.writeInteger(version)
-            case .status:
+            case .status, .info:
                 break
             case let .admin(command):
                 buffer.writeProtocolString(command)

@@ -13,6 +13,9 @@ public struct Response: Sendable, Equatable {
         case partialRotation(RotationReport)
         case status(json: String)
         case admin(json: String)
+        case info(InstanceInfo)
+        /// Status REFUSED: the key service's error code and key after the message.
+        case refusal(KeyServiceRefusal)
         case failure(message: String)
     }
 
@@ -20,6 +23,16 @@ public struct Response: Sendable, Equatable {
     public var requestID: UInt32
     public var status: ResponseStatus
     public var body: Body
+
+    /// The sentence of a non-OK answer (every non-OK body starts with it).
+    public var message: String? {
+        switch body {
+        case let .failure(message): message
+        case let .refusal(refusal): refusal.message
+        case let .partialRotation(report): report.message
+        default: nil
+        }
+    }
 
     public init(op: UInt8, requestID: UInt32, status: ResponseStatus, body: Body) {
         self.op = op
@@ -39,6 +52,8 @@ public struct Response: Sendable, Equatable {
         let body: Body
         if status == .partial, Opcode(rawValue: op) == .rotate {
             body = .partialRotation(try RotationReport(reading: &buffer, requestID: requestID, op: op))
+        } else if status == .refused {
+            body = .refusal(try KeyServiceRefusal(reading: &buffer, requestID: requestID, op: op))
         } else if status != .ok {
             body = .failure(message: try buffer.readProtocolString(field: "message", requestID: requestID, op: op))
         } else {
@@ -63,6 +78,8 @@ public struct Response: Sendable, Equatable {
                 body = .status(json: try buffer.readProtocolString(field: "json", requestID: requestID, op: op))
             case .admin:
                 body = .admin(json: try buffer.readProtocolString(field: "json", requestID: requestID, op: op))
+            case .info:
+                body = .info(try InstanceInfo(reading: &buffer, requestID: requestID, op: op))
             case nil:
                 throw fail("response to unknown op \(op)")
             }

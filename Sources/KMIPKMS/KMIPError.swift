@@ -76,19 +76,22 @@ public struct KMIPError: Error, Sendable, CustomStringConvertible {
     /// A stale pooled connection: worth one more try on a fresh one, at once.
     var isBrokenConnection: Bool { kind == .transport }
 
-    /// How the key store and the plugin see it: refusals are DENIED, everything that a fixed
-    /// server or network cures is UNAVAILABLE (and retried later).
-    var providerError: ProviderError {
+    /// How the key store and the plugin see it: refusals are REFUSED (with KMIP's result reason
+    /// as the service's code), everything that a fixed server or network cures is UNAVAILABLE (and
+    /// retried later).
+    var providerError: ProviderError { providerError(key: nil) }
+
+    func providerError(key: String?) -> ProviderError {
         switch kind {
         case .transport, .timeout, .serverCertificate, .malformed, .setup, .cancelled:
             return ProviderError(.unavailable, description)
         case .clientCertificate:
-            return ProviderError(.denied, description)
+            return ProviderError(.refused, description, serviceCode: "Client Certificate", serviceKey: key)
         case let .operation(_, reason):
             switch reason {
             case .generalFailure, .operationCanceled, .responseTooLarge: return ProviderError(.unavailable, description)
             case .cryptographicFailure: return ProviderError(.corrupt, description)
-            default: return ProviderError(.denied, description)
+            default: return ProviderError(.refused, description, serviceCode: reason.description, serviceKey: key)
             }
         }
     }

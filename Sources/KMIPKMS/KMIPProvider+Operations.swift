@@ -112,33 +112,36 @@ extension KMIPProvider {
     /// server what state the master key is in (not active, revoked, destroyed) before blaming
     /// permissions.
     func explain(_ error: KMIPError, ref: KeyRef?, masterKey: String) async -> ProviderError {
-        guard case let .operation(operation, reason) = error.kind else { return error.providerError }
+        guard case let .operation(operation, reason) = error.kind else { return error.providerError(key: masterKey) }
         let uid = resolvedMasterKey ?? masterKey
         switch reason {
         case .itemNotFound:
             if operation == .locate || operation == .getAttributes || masterKey.hasPrefix("name:") { forgetMasterKey() }
-            return ProviderError(.denied, "KMIP master key \(masterKey) not found: \(error.message) (some key managers delete destroyed keys, which then look the same)")
+            return ProviderError(.refused, "KMIP master key \(masterKey) not found: \(error.message) (some key managers delete destroyed keys, which then look the same)",
+                                 serviceCode: reason.description, serviceKey: masterKey)
         case .permissionDenied, .illegalOperation:
             guard operation == .encrypt || operation == .decrypt else {
-                return ProviderError(.denied, "operation not permitted: \(error.description)")
+                return ProviderError(.refused, "operation not permitted: \(error.description)", serviceCode: reason.description, serviceKey: masterKey)
             }
             let blobKey = operation == .decrypt ? masterKey : uid
             do throws(KMIPError) {
                 let check = try await inspect(blobKey)
                 if let state = check.state, let problem = MasterKeyCheck.stateProblem(state) {
-                    return ProviderError(.denied, "KMIP master key \(blobKey): \(problem)")
+                    return ProviderError(.refused, "KMIP master key \(blobKey): \(problem)", serviceCode: reason.description, serviceKey: blobKey)
                 }
                 if let usage = check.problems.first {
-                    return ProviderError(.denied, "KMIP master key \(blobKey): \(usage)")
+                    return ProviderError(.refused, "KMIP master key \(blobKey): \(usage)", serviceCode: reason.description, serviceKey: blobKey)
                 }
             } catch {
                 if case .operation(_, .itemNotFound) = error.kind {
-                    return ProviderError(.denied, "KMIP master key \(blobKey) not found (destroyed, or never created)")
+                    return ProviderError(.refused, "KMIP master key \(blobKey) not found (destroyed, or never created)",
+                                         serviceCode: ResultReason.itemNotFound.description, serviceKey: blobKey)
                 }
             }
-            return ProviderError(.denied, "operation not permitted: the KMIP server refuses \(operation.name) with master key \(blobKey) for this client certificate (\(error.message)); grant it Encrypt and Decrypt on the key")
+            return ProviderError(.refused, "operation not permitted: the KMIP server refuses \(operation.name) with master key \(blobKey) for this client certificate (\(error.message)); grant it Encrypt and Decrypt on the key",
+                                 serviceCode: reason.description, serviceKey: blobKey)
         default:
-            return error.providerError
+            return error.providerError(key: masterKey)
         }
     }
 }

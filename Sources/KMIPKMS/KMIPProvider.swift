@@ -54,6 +54,9 @@ public final class KMIPProvider: KeyProvider, KeyWrappingProvider, RewrappingPro
 
     public var statusNote: String? { note.withLock { $0 } }
 
+    public var masterKeyName: String? { masterKey?.description }
+    public var masterKeyLocation: String? { settings.servers.map(\.description).joined(separator: ", ") }
+
     // MARK: KeyProvider
 
     public func generateDataKey(for ref: KeyRef, length: Int) async throws(ProviderError) -> (wrapped: [UInt8], key: SecureBytes) {
@@ -68,7 +71,7 @@ public final class KMIPProvider: KeyProvider, KeyWrappingProvider, RewrappingPro
 
     public func wrapDataKey(_ key: SecureBytes, for ref: KeyRef) async throws(ProviderError) -> [UInt8] {
         guard let masterKey else {
-            throw ProviderError(.denied, "instance \"\(instance)\" has no master_key_id, so it cannot create \(ref); set master_key_id in [instances.\(instance)]")
+            throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id, so it cannot create \(ref); set master_key_id in [instances.\(instance)]")
         }
         do throws(KMIPError) {
             let uid = try await resolveMasterKey(masterKey)
@@ -108,7 +111,7 @@ public final class KMIPProvider: KeyProvider, KeyWrappingProvider, RewrappingPro
     /// Rewrap within KMIP: Decrypt under the master key in the blob, Encrypt under `target`.
     public func rewrapDataKey(_ wrapped: [UInt8], to target: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8] {
         guard let reference = MasterKeyReference(parsing: target) else {
-            throw ProviderError(.denied, "\"\(target)\" is not a KMIP Unique Identifier or name:NAME")
+            throw ProviderError(.refused, "\"\(target)\" is not a KMIP Unique Identifier or name:NAME")
         }
         let key = try await unwrapDataKey(wrapped, for: ref, path: path)
         do throws(KMIPError) {

@@ -27,11 +27,14 @@ public struct LocalProvider: KeyProvider, KeyWrappingProvider {
 
     private let masterKey: SecureBytes
     private let instance: String
+    /// Where the master key was read from (a file, a systemd credential), for INFO.
+    public let masterKeyName: String?
 
-    public init(masterKey: SecureBytes, instance: String) {
+    public init(masterKey: SecureBytes, instance: String, masterKeyName: String? = nil) {
         precondition(masterKey.count == Self.masterKeyLength, "local master key must be 32 bytes")
         self.masterKey = masterKey
         self.instance = instance
+        self.masterKeyName = masterKeyName
     }
 
     private func associatedData(ref: KeyRef, header: ArraySlice<UInt8>) -> [UInt8] {

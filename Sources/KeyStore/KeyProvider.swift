@@ -21,10 +21,18 @@ public protocol KeyProvider: Sendable {
 
     /// Unwraps a stored data key. `path` is for error messages.
     func unwrapDataKey(_ wrapped: [UInt8], for ref: KeyRef, path: String) async throws(ProviderError) -> SecureBytes
+
+    /// The master key as configured (`alias/mariadb-encryption`, a KMIP identifier, a key file),
+    /// for INFO and the plugin's status variables; nil when there is none.
+    var masterKeyName: String? { get }
+    /// Where the master key lives (the AWS region, the KMIP servers); nil when it is this host.
+    var masterKeyLocation: String? { get }
 }
 
 extension KeyProvider {
     public var canCreateKeys: Bool { true }
+    public var masterKeyName: String? { nil }
+    public var masterKeyLocation: String? { nil }
 }
 
 /// Start-up checks that must not stop the daemon (the master key's state in the KMS): they log
@@ -35,6 +43,10 @@ public protocol StartupCheckingProvider: KeyProvider {
 
 /// Two-factor start: the instance serves keys only after an admin unlocks it with a one-time code.
 public protocol UnlockableProvider: KeyProvider {
+    /// Not unlocked since the broker started: nothing can be decrypted yet, so a client starting
+    /// now waits (INFO answers LOCKED). After a session expired this is false again: keys already
+    /// unwrapped are served, and only requests that need the key service answer LOCKED.
+    var awaitsUnlock: Bool { get }
     /// Returns a sentence for the admin.
     func unlock(tokenCode: String) async throws(ProviderError) -> String
 }

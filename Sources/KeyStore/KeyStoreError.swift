@@ -6,8 +6,12 @@ public struct KeyStoreError: Error, Sendable, CustomStringConvertible {
         case notFound
         /// KMS or storage failed (down, throttled, timed out); a later retry may succeed.
         case unavailable
-        /// The master key refuses us (access denied, disabled key).
-        case denied
+        /// The key service refuses us (access denied, disabled key, key pending deletion), or the
+        /// broker cannot use it as configured (no credentials): fixed on the key service's side
+        /// or in the broker's settings, never by the database. `serviceCode` says which.
+        case refused
+        /// The instance waits for `keybrokerctl unlock` (two-factor start).
+        case locked
         /// A stored key does not authenticate or parse: it is never served.
         case corrupt
         case `internal`
@@ -15,10 +19,16 @@ public struct KeyStoreError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// For `refused`: the service's own error code (`DisabledException`, KMIP's `PermissionDenied`).
+    public var serviceCode: String?
+    /// For `refused`: the master key concerned, as configured (alias, ARN, KMIP identifier).
+    public var serviceKey: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, serviceCode: String? = nil, serviceKey: String? = nil) {
         self.code = code
         self.message = message
+        self.serviceCode = serviceCode
+        self.serviceKey = serviceKey
     }
 
     /// A storage failure: the store may answer again later.

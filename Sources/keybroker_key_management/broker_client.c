@@ -285,22 +285,38 @@ broken:
   return -1;
 }
 
-/* A non-OK answer's body starts with message:string (PARTIAL has more after it). */
+/* A string field at *p (within end): its bytes and length, and *p moved past it; 0 when the
+   field is missing or longer than what is left. */
+static int take_string(const unsigned char **p, const unsigned char *end,
+                       const unsigned char **text, size_t *length)
+{
+  if (end - *p < 2 || (size_t) (end - *p - 2) < get16(*p))
+    return 0;
+  *length= get16(*p);
+  *text= *p + 2;
+  *p+= 2 + *length;
+  return 1;
+}
+
+/* A non-OK answer's body starts with message:string (PARTIAL has more after it; REFUSED the
+   service's code and key). What the broker says is cut and escaped before it reaches a log. */
 static int fail_status(struct broker_error *err, unsigned status, const unsigned char *body,
                        size_t length)
 {
+  const unsigned char *p= body, *end= body + length, *text;
+  size_t n;
   broker_fail(err, BROKER_FAILED_STATUS, 0, NULL);
   err->status= status;
   err->sent= 1;
-  if (length >= 2)
+  if (take_string(&p, end, &text, &n))
+    broker_copy_text(err->message, sizeof err->message, text, n);
+  else if (length >= 2)  /* a message cut short: what there is of it */
+    broker_copy_text(err->message, sizeof err->message, body + 2, length - 2);
+  if (status == BROKER_REFUSED && take_string(&p, end, &text, &n))
   {
-    size_t n= get16(body);
-    if (n > length - 2)
-      n= length - 2;
-    if (n >= sizeof err->message)
-      n= sizeof err->message - 1;
-    memcpy(err->message, body + 2, n);
-    err->message[n]= 0;
+    broker_copy_text(err->service_code, sizeof err->service_code, text, n);
+    if (take_string(&p, end, &text, &n))
+      broker_copy_text(err->service_key, sizeof err->service_key, text, n);
   }
   return -1;
 }
@@ -386,11 +402,7 @@ int broker_connect(struct broker_client *client, long long deadline, struct brok
          answer_length, answer_length >= 2 ? get16(answer) : 0);
     return broker_malformed(client, answer_length, err);
   }
-  size_t n= get16(answer + 2);
-  if (n > BROKER_MAX_NAME)
-    n= BROKER_MAX_NAME;
-  memcpy(client->server_name, answer + 4, n);
-  client->server_name[n]= 0;
+  broker_copy_text(client->server_name, sizeof client->server_name, answer + 4, get16(answer + 2));
   atomic_fetch_add_explicit(&client->stats->connects, 1, memory_order_relaxed);
   if (client->ever_connected)
     atomic_fetch_add_explicit(&client->stats->reconnects, 1, memory_order_relaxed);

@@ -28,7 +28,9 @@ enum broker_status
 {
   BROKER_OK= 0, BROKER_NOT_FOUND= 1, BROKER_UNAVAILABLE= 2, BROKER_DENIED= 3,
   BROKER_BAD_REQUEST= 4, BROKER_INTERNAL= 5, BROKER_UNSUPPORTED= 6,
-  BROKER_PARTIAL= 7  /* ROTATE of every key: some were rotated, some not (per-key results) */
+  BROKER_PARTIAL= 7,  /* ROTATE of every key: some were rotated, some not (per-key results) */
+  BROKER_REFUSED= 8,  /* the key service refused: service_code and service_key say more */
+  BROKER_LOCKED= 9    /* the instance waits for `keybrokerctl unlock` (two-factor start) */
 };
 
 enum broker_failure
@@ -49,7 +51,17 @@ struct broker_error
   unsigned status;
   int sent;           /* the request went out (a ROTATE that failed after this has an unknown outcome) */
   int fast;           /* not attempted: the broker is known to be away (broker_link.c) */
-  char message[256];
+  char message[256];  /* every text from the broker: cut at a character, control bytes escaped */
+  char service_code[64];   /* REFUSED: the key service's error code, e.g. DisabledException */
+  char service_key[128];   /* REFUSED: the master key concerned, as the broker names it */
+};
+
+/* What the broker says the instance is (INFO); every field cut and escaped, "" when not told. */
+struct broker_info
+{
+  char provider[32];       /* aws, kmip, local */
+  char master_key[128];    /* alias/mariadb-encryption, a KMIP identifier, a key file */
+  char location[128];      /* the AWS region, the KMIP servers */
 };
 
 struct broker_stats
@@ -117,6 +129,15 @@ int broker_get_key(struct broker_client *client, unsigned key_id, unsigned versi
    capacity are counted in count but not stored), or -1; err->sent tells whether it went out. */
 int broker_rotate(struct broker_client *client, unsigned key_id, long long deadline,
                   struct broker_rotation *rotation, struct broker_error *err);
+
+/* INFO: what the bound instance is. 0, or -1 (status LOCKED while it waits for an unlock,
+   UNSUPPORTED from a broker that predates INFO: it closes the connection, so this one does too). */
+int broker_info(struct broker_client *client, long long deadline, struct broker_info *info,
+                struct broker_error *err);
+
+/* Copies a string field of an answer into buf (size >= 1): cut at size - 1 bytes without
+   splitting a UTF-8 character, control bytes and invalid UTF-8 written as \xNN. */
+void broker_copy_text(char *buf, size_t size, const unsigned char *text, size_t length);
 
 /* Fills *err (fast cleared, sent kept); always -1. */
 int broker_fail(struct broker_error *err, enum broker_failure failure, int sys_errno,

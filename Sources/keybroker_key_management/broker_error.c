@@ -16,6 +16,8 @@ int broker_fail(struct broker_error *err, enum broker_failure failure, int sys_e
   err->status= 0;
   err->fast= 0;
   err->message[0]= 0;
+  err->service_code[0]= 0;
+  err->service_key[0]= 0;
   if (format)
   {
     va_list ap;
@@ -29,7 +31,7 @@ int broker_fail(struct broker_error *err, enum broker_failure failure, int sys_e
 const char *broker_status_name(unsigned status)
 {
   static const char *names[]= { "OK", "NOT_FOUND", "UNAVAILABLE", "DENIED", "BAD_REQUEST",
-                                "INTERNAL", "UNSUPPORTED", "PARTIAL" };
+                                "INTERNAL", "UNSUPPORTED", "PARTIAL", "REFUSED", "LOCKED" };
   return status < sizeof names / sizeof *names ? names[status] : "an unknown status";
 }
 
@@ -77,10 +79,60 @@ int broker_error_is_transient(const struct broker_error *err)
   case BROKER_FAILED_TIMEOUT:
     return 1;
   case BROKER_FAILED_STATUS:
-    return err->status == BROKER_UNAVAILABLE;
+    return err->status == BROKER_UNAVAILABLE || err->status == BROKER_LOCKED;
   default:
     return 0;
   }
+}
+
+/* The length of the UTF-8 character at p (at most n bytes there), or 0 when it is not one. */
+static size_t utf8_length(const unsigned char *p, size_t n)
+{
+  size_t len;
+  if (p[0] >= 0xC2 && p[0] <= 0xDF)
+    len= 2;
+  else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+    len= 3;
+  else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+    len= 4;
+  else
+    return 0;
+  if (len > n)
+    return 0;
+  for (size_t i= 1; i < len; i++)
+    if ((p[i] & 0xC0) != 0x80)
+      return 0;
+  return len;
+}
+
+void broker_copy_text(char *buf, size_t size, const unsigned char *text, size_t length)
+{
+  static const char hex[]= "0123456789abcdef";
+  size_t out= 0;
+  for (size_t i= 0; i < length;)
+  {
+    const unsigned char c= text[i];
+    const size_t n= c >= 0x20 && c < 0x7F ? 1 : c >= 0x80 ? utf8_length(text + i, length - i) : 0;
+    if (n)
+    {
+      if (out + n >= size)
+        break;
+      memcpy(buf + out, text + i, n);
+      out+= n;
+      i+= n;
+    }
+    else
+    {
+      if (out + 4 >= size)
+        break;
+      buf[out++]= '\\';
+      buf[out++]= 'x';
+      buf[out++]= hex[c >> 4];
+      buf[out++]= hex[c & 15];
+      i++;
+    }
+  }
+  buf[out]= 0;
 }
 
 int broker_error_is_connection(const struct broker_error *err)

@@ -150,7 +150,7 @@ static int busy(struct broker_error *err)
   return broker_fail(err, BROKER_FAILED_TIMEOUT, 0, "another request held the connection");
 }
 
-enum request_kind { REQUEST_NONE, REQUEST_LATEST, REQUEST_GET, REQUEST_ROTATE };
+enum request_kind { REQUEST_NONE, REQUEST_LATEST, REQUEST_GET, REQUEST_ROTATE, REQUEST_INFO };
 
 struct request
 {
@@ -158,6 +158,7 @@ struct request
   unsigned key_id, version, *version_out, *key_length;
   unsigned char *key;
   struct broker_rotation *rotation;
+  struct broker_info *info;
 };
 
 static int send_request(struct broker_client *c, const struct request *r, long long deadline,
@@ -171,6 +172,8 @@ static int send_request(struct broker_client *c, const struct request *r, long l
     return broker_get_key(c, r->key_id, r->version, deadline, r->key, r->key_length, err);
   case REQUEST_ROTATE:
     return broker_rotate(c, r->key_id, deadline, r->rotation, err);
+  case REQUEST_INFO:
+    return broker_info(c, deadline, r->info, err);
   default:
     return 0;
   }
@@ -232,9 +235,12 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
       note_failure(err);
       break;
     }
-    if (!idempotent || err->failure != BROKER_FAILED_STATUS || err->status != BROKER_UNAVAILABLE)
+    /* INFO's caller waits for an unlock itself, saying so; a key request waits here. */
+    if (!idempotent || r->kind == REQUEST_INFO || err->failure != BROKER_FAILED_STATUS ||
+        (err->status != BROKER_UNAVAILABLE && err->status != BROKER_LOCKED))
       break;
-    /* The broker's KMS or storage failed for now: again with backoff, the lane free meanwhile. */
+    /* The broker's KMS or storage failed for now, or the instance awaits its unlock: again with
+       backoff, the lane free meanwhile. */
     const long long wake= broker_now_ms() + retry_ms;
     retry_ms= retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
     if (wake >= deadline)
@@ -282,26 +288,25 @@ int link_open(const char *socket_path, const char *instance, const char *client_
   return 0;
 }
 
-int link_start(long long wait_ms, struct broker_error *err)
+int link_start(long long deadline, struct broker_error *err)
 {
   struct lane *lane= &broker.lanes[LANE_LOOKUPS];
-  const long long start= broker_now_ms();
   long long delay= 50;
   int rc;
   lock_until(lane, LLONG_MAX / 2);
   while ((rc= broker_connect(lane->client, broker_now_ms() + request_timeout_ms(), err)) &&
-         broker_error_is_transient(err) && broker_now_ms() < start + wait_ms)
+         broker_error_is_transient(err) && broker_now_ms() < deadline)
   {
     if (delay == 50)
     {
       char cause[320];
       log_line(SEVERITY_NOTE, "key broker at %s is not available yet (%s); waiting up to "
                "%lld s", config.socket_path, broker_error_text(err, cause, sizeof cause),
-               wait_ms / 1000);
+               (deadline - broker_now_ms() + 999) / 1000);
     }
     const long long wake= broker_now_ms() + delay;
     delay= delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
-    if (broker_sleep_until(broker.cancel_fd, wake < start + wait_ms ? wake : start + wait_ms))
+    if (broker_sleep_until(broker.cancel_fd, wake < deadline ? wake : deadline))
       break;
   }
   if (rc == 0)
@@ -368,6 +373,22 @@ int link_rotate(unsigned key_id, long long deadline, struct broker_rotation *rot
 {
   const struct request r= { .kind= REQUEST_ROTATE, .key_id= key_id, .rotation= rotation };
   return with_broker(LANE_LOOKUPS, &r, deadline, err);
+}
+
+int link_info(long long deadline, struct broker_info *info, struct broker_error *err)
+{
+  const struct request r= { .kind= REQUEST_INFO, .info= info };
+  return with_broker(LANE_LOOKUPS, &r, deadline, err);
+}
+
+int link_sleep_until(long long deadline)
+{
+  return broker_sleep_until(broker.cancel_fd, deadline);
+}
+
+const char *link_server_name(void)
+{
+  return broker_server_name(broker.lanes[LANE_LOOKUPS].client);
 }
 
 int link_reconnect(long long deadline, struct broker_error *err)

@@ -34,9 +34,18 @@ extern struct broker_stats broker_stats;
 int link_open(const char *socket_path, const char *instance, const char *client_name,
               void (*on_outage)(void));
 
-/* Connects the lookup lane; when the broker is not there yet and wait_ms > 0, says so and
-   retries until wait_ms have passed. 0 or -1. */
-int link_start(long long wait_ms, struct broker_error *err);
+/* Connects the lookup lane; when the broker is not there yet, says so and retries until the
+   deadline. 0 or -1. */
+int link_start(long long deadline, struct broker_error *err);
+
+/* INFO on the lookup lane, sent once (LOCKED is the caller's to wait for). 0 or -1. */
+int link_info(long long deadline, struct broker_info *info, struct broker_error *err);
+
+/* Sleeps until deadline unless the plugin is unloading: 0, or -1 when cancelled. */
+int link_sleep_until(long long deadline);
+
+/* The broker's name from the lookup lane's last HELLO ("" before one); init thread only. */
+const char *link_server_name(void);
 
 /* Every wait returns, every later call fails at once. */
 void link_cancel(void);

@@ -109,7 +109,7 @@ int broker_rotate(struct broker_client *client, unsigned key_id, long long deadl
     if (length < 2 || (size_t) (end - p - 2) < get16(p))
       goto bad;
     const size_t n= get16(p);
-    snprintf(rotation->message, sizeof rotation->message, "%.*s", (int) n, (const char *) p + 2);
+    broker_copy_text(rotation->message, sizeof rotation->message, p + 2, n);
     rotation->partial= 1;
     p+= 2 + n;
   }
@@ -142,5 +142,56 @@ int broker_rotate(struct broker_client *client, unsigned key_id, long long deadl
   return 0;
 bad:
   broker_fail(err, BROKER_FAILED_PROTOCOL, 0, "ROTATE answer of %zu bytes", length);
+  return broker_malformed(client, length, err);
+}
+
+/* count:u16, count × (name:string, value:string); names not known here are skipped. */
+int broker_info(struct broker_client *client, long long deadline, struct broker_info *info,
+                struct broker_error *err)
+{
+  const unsigned char *p;
+  size_t length;
+  memset(info, 0, sizeof *info);
+  if (broker_call(client, OP_INFO, (const unsigned char *) "", 0, deadline, &p, &length, NULL, err))
+  {
+    if (err->failure == BROKER_FAILED_STATUS && err->status == BROKER_UNSUPPORTED)
+      broker_disconnect(client);  /* a broker without INFO closes after an unknown op */
+    return -1;
+  }
+  const unsigned char *end= p + length;
+  if (length < 2)
+    goto bad;
+  size_t count= get16(p);
+  p+= 2;
+  for (; count; count--)
+  {
+    size_t name_length, value_length;
+    if (end - p < 2 || (size_t) (end - p - 2) < get16(p))
+      goto bad;
+    name_length= get16(p);
+    const unsigned char *name= p + 2;
+    p+= 2 + name_length;
+    if (end - p < 2 || (size_t) (end - p - 2) < get16(p))
+      goto bad;
+    value_length= get16(p);
+    const unsigned char *value= p + 2;
+    p+= 2 + value_length;
+    char *field= NULL;
+    size_t size= 0;
+    if (name_length == 8 && !memcmp(name, "provider", 8))
+      field= info->provider, size= sizeof info->provider;
+    else if (name_length == 10 && !memcmp(name, "master_key", 10))
+      field= info->master_key, size= sizeof info->master_key;
+    else if (name_length == 8 && !memcmp(name, "location", 8))
+      field= info->location, size= sizeof info->location;
+    if (field)
+      broker_copy_text(field, size, value, value_length);
+  }
+  if (p != end)
+    goto bad;
+  return 0;
+bad:
+  memset(info, 0, sizeof *info);
+  broker_fail(err, BROKER_FAILED_PROTOCOL, 0, "INFO answer of %zu bytes", length);
   return broker_malformed(client, length, err);
 }

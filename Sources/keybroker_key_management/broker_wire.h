@@ -9,7 +9,7 @@
 
 #include "broker_client.h"
 
-enum { OP_HELLO= 1, OP_LATEST_KEY= 2, OP_GET_KEY= 3, OP_ROTATE= 4 };
+enum { OP_HELLO= 1, OP_LATEST_KEY= 2, OP_GET_KEY= 3, OP_ROTATE= 4, OP_INFO= 7 };
 
 #define RESPONSE_HEADER 6       /* op, request_id, status */
 #define VERSION_INVALID 0xFFFFFFFFu

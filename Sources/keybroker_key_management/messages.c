@@ -76,6 +76,37 @@ void statement_warning(const char *format, ...)
   my_printf_error(ER_UNKNOWN_ERROR, LOG_PREFIX "%s", ME_WARNING | ME_ERROR_LOG, line);
 }
 
+/* What a key service's refusal means and what to do, by its error code (AWS KMS's, KMIP's
+   result reasons); NULL for a code not known here. */
+static const char *refusal_cause(const char *code)
+{
+  static const struct { const char *code, *cause; } causes[]= {
+    { "AccessDeniedException", "the IAM policy of keybrokerd's AWS credentials, or the key "
+      "policy of the KMS key, does not allow kms:Decrypt, kms:GenerateDataKeyWithoutPlaintext "
+      "and kms:DescribeKey" },
+    { "AccessDenied", "the IAM policy of keybrokerd's AWS credentials, or the key policy of the "
+      "KMS key, does not allow this call" },
+    { "DisabledException", "the KMS key is disabled: enable it (aws kms enable-key); keys "
+      "already loaded keep being served" },
+    { "KMSInvalidStateException", "the KMS key is pending deletion or not usable in its "
+      "state: cancel the deletion (aws kms cancel-key-deletion) or check the key" },
+    { "NotFoundException", "there is no such KMS key in this account and region: check "
+      "master_key_id and region of the instance" },
+    { "InvalidKeyUsageException", "the KMS key is not a symmetric ENCRYPT_DECRYPT key" },
+    { "UnrecognizedClientException", "keybrokerd's AWS access key is not valid" },
+    { "InvalidSignatureException", "keybrokerd's AWS secret key does not match its access key" },
+    { "NoCredentials", "keybrokerd has no usable AWS credentials (docs/aws.md, credentials)" },
+    { "Permission Denied", "the KMIP server does not let keybrokerd's client certificate use "
+      "the key, or the key is not active" },
+    { "Item Not Found", "the KMIP server has no such key (destroyed, or never created)" },
+    { "Illegal Operation", "the KMIP key is not active, or may not be used this way" },
+  };
+  for (size_t i= 0; i < sizeof causes / sizeof *causes; i++)
+    if (!strcmp(code, causes[i].code))
+      return causes[i].cause;
+  return NULL;
+}
+
 static void status_text(char *buf, size_t size, const char *what,
                         const struct broker_error *err, const char *cause)
 {
@@ -85,15 +116,31 @@ static void status_text(char *buf, size_t size, const char *what,
     snprintf(buf, size, "broker denied instance \"%s\" to uid %u — add the user to clients "
              "(broker: %s)", config.instance, (unsigned) geteuid(), err->message);
     break;
+  case BROKER_REFUSED:
+  {
+    const char *meaning= refusal_cause(err->service_code);
+    snprintf(buf, size, "the key service refused %s of instance \"%s\": %s%s%s%s — %s "
+             "(broker: %s)", what, config.instance,
+             err->service_code[0] ? err->service_code : "refused",
+             err->service_key[0] ? " for key " : "", err->service_key,
+             meaning ? "" : ", a problem of the key service or keybrokerd's access to it, "
+             "not of the database", meaning ? meaning : "see keybrokerd's log", err->message);
+    break;
+  }
+  case BROKER_LOCKED:
+    snprintf(buf, size, "instance \"%s\" is locked on the broker: waiting for `keybrokerctl "
+             "unlock` (two-factor start) — run keybrokerctl unlock --instance %s --token-code "
+             "NNNNNN (broker: %s)", config.instance, config.instance, err->message);
+    break;
   case BROKER_NOT_FOUND:
     snprintf(buf, size, "%s does not exist in instance \"%s\" and cannot be created — check "
              "auto_create and the master key of the instance (broker: %s)", what,
              config.instance, err->message);
     break;
   case BROKER_UNAVAILABLE:
-    snprintf(buf, size, "broker could not provide %s within %u ms (broker: %s) — see "
-             "keybrokerd's log for the KMS or storage error", what, request_timeout_ms(),
-             err->message);
+    snprintf(buf, size, "broker could not provide %s within %u ms: the key service or the key "
+             "store is unreachable or failing (broker: %s) — keybrokerd retries; see its log",
+             what, request_timeout_ms(), err->message);
     break;
   case BROKER_UNSUPPORTED:
     snprintf(buf, size, "key broker at %s does not support this request (broker: %s) — "

@@ -45,6 +45,7 @@
 #include "messages.h"
 #include "refresher.h"
 #include "rotation.h"
+#include "startup.h"
 
 #define PLUGIN_VERSION "1.0"
 #define SUN_PATH_MAX 107  /* sizeof sockaddr_un.sun_path, less the terminating NUL */
@@ -128,7 +129,8 @@ static MYSQL_SYSVAR_UINT(request_timeout, request_timeout,
 
 static MYSQL_SYSVAR_UINT(startup_timeout, startup_timeout,
   PLUGIN_VAR_RQCMDARG | PLUGIN_VAR_READONLY,
-  "Seconds plugin initialization waits for the broker to appear",
+  "Seconds plugin initialization waits for the broker to appear and for the instance to be "
+  "unlocked (two-factor start, keybrokerctl unlock)",
   NULL, NULL, 30, 0, 3600, 0);
 
 static MYSQL_SYSVAR_UINT(version_ttl, version_ttl,
@@ -154,13 +156,15 @@ static struct st_mysql_sys_var *settings[]= {
 
 /* ---- status variables ------------------------------------------------------------------------ */
 
-enum { STATUS_COUNTERS= 8 };
+enum { STATUS_COUNTERS= 8, STATUS_TEXTS= 4 };
 
 /* Laid out in the server's buffer: the variables, then the values they point to. */
 struct status_snapshot
 {
-  struct st_mysql_show_var vars[STATUS_COUNTERS + 2];
+  struct st_mysql_show_var vars[STATUS_COUNTERS + 1 + STATUS_TEXTS + 1];
   unsigned long long values[STATUS_COUNTERS];
+  struct plugin_description description;
+  char instance[BROKER_MAX_NAME + 1];
   bool connected;
 };
 
@@ -187,10 +191,19 @@ static int show_status(MYSQL_THD thd, struct st_mysql_show_var *var, void *buff,
   s->values[6]= cache ? key_cache_id_count(cache) : 0;
   s->values[7]= atomic_load(&answers_refused);
   s->connected= link_connected();
-  for (size_t i= 0; i < STATUS_COUNTERS; i++)
-    s->vars[i]= (struct st_mysql_show_var) { names[i], &s->values[i], SHOW_ULONGLONG };
-  s->vars[STATUS_COUNTERS]= (struct st_mysql_show_var) { "connected", &s->connected, SHOW_BOOL };
-  s->vars[STATUS_COUNTERS + 1]= (struct st_mysql_show_var) { NULL, NULL, SHOW_UNDEF };
+  startup_description(&s->description);
+  snprintf(s->instance, sizeof s->instance, "%s", instance ? instance : "");
+  size_t n= 0;
+  for (; n < STATUS_COUNTERS; n++)
+    s->vars[n]= (struct st_mysql_show_var) { names[n], &s->values[n], SHOW_ULONGLONG };
+  s->vars[n++]= (struct st_mysql_show_var) { "connected", &s->connected, SHOW_BOOL };
+  s->vars[n++]= (struct st_mysql_show_var) { "broker_version", s->description.broker_version,
+                                             SHOW_CHAR };
+  s->vars[n++]= (struct st_mysql_show_var) { "instance", s->instance, SHOW_CHAR };
+  s->vars[n++]= (struct st_mysql_show_var) { "provider", s->description.provider, SHOW_CHAR };
+  s->vars[n++]= (struct st_mysql_show_var) { "master_key", s->description.master_key,
+                                             SHOW_CHAR };
+  s->vars[n]= (struct st_mysql_show_var) { NULL, NULL, SHOW_UNDEF };
   var->type= SHOW_ARRAY;
   var->value= s->vars;
   return 0;
@@ -263,6 +276,7 @@ static int keybroker_deinit(void *p)
   const long long deadline= broker_now_ms() + request_timeout_ms() + 1000;
   fetch_stop();
   link_cancel();
+  startup_forget();
   const bool refresher_ended= refresher_stop(deadline) == 0;
   const bool idle= fetch_wait_idle(deadline) == 0;
   if (!refresher_ended || !idle || link_close(deadline))
@@ -284,7 +298,6 @@ static int keybroker_deinit(void *p)
 static int keybroker_init(void *p)
 {
   char client_name[128];
-  struct broker_error err;
   int rc;
 
   messages_init();
@@ -330,12 +343,10 @@ static int keybroker_init(void *p)
     log_line(SEVERITY_ERROR, "cannot set up the broker connection: %s", strerror(errno));
     goto fail;
   }
-  /* mariadbd may start before keybrokerd: wait for it, but not forever. */
-  if (link_start(startup_timeout * 1000LL, &err))
-  {
-    log_failure("the connection", &err);
+  /* mariadbd may start before keybrokerd, or before its instance is unlocked: wait, but not
+     for longer than startup_timeout. */
+  if (startup_connect(startup_timeout))
     goto fail;
-  }
   if ((rc= refresher_start()))
   {
     log_line(SEVERITY_ERROR, "cannot start the key refresh thread: %s", strerror(rc));
@@ -354,7 +365,7 @@ maria_declare_plugin(keybroker_key_management)
   &keybroker_key_management_plugin,
   "keybroker_key_management",
   "keybroker authors",
-  "Encryption keys from keybrokerd (AWS KMS or local master key) over a Unix socket",
+  "Encryption keys from keybrokerd (AWS KMS, KMIP or a local master key) over a Unix socket",
   PLUGIN_LICENSE_GPL,
   keybroker_init,
   keybroker_deinit,

@@ -55,6 +55,9 @@ struct BrokerConnection {
         guard response.requestID == request.requestID else {
             throw CommandError("the broker answered request \(response.requestID), not \(request.requestID)")
         }
+        if case let .refusal(refusal) = response.body {
+            throw CommandError("\(response.status): \(refusal.code.isEmpty ? "" : "\(refusal.code): ")\(refusal.message)")
+        }
         if case let .failure(message) = response.body {
             throw CommandError("\(response.status): \(message)")
         }

@@ -92,7 +92,9 @@ struct ProviderFactory {
             // grant access through ACLs that show up as group bits: the mode check is for files
             // an admin manages.
             let fromCredentials = if case .credential = source { true } else { false }
-            return LocalProvider(masterKey: try MasterKeyFile.read(path: path, requirePrivateMode: !fromCredentials), instance: name)
+            let shownName = if case let .credential(credential) = source { "systemd credential \(credential)" } else { path }
+            return LocalProvider(masterKey: try MasterKeyFile.read(path: path, requirePrivateMode: !fromCredentials), instance: name,
+                                 masterKeyName: shownName)
         } catch {
             throw StartupError(ConfigError(file: configFile, key: key, error.description))
         }

@@ -41,6 +41,7 @@ final class CodecTests: XCTestCase {
             Request(requestID: 4, body: .rotate(keyID: ProtocolConstants.allKeys)),
             Request(requestID: 0xFFFF_FFFF, body: .status),
             Request(requestID: 5, body: .admin(command: "rewrap alias/next")),
+            Request(requestID: 6, body: .info),
         ]
         for request in requests {
             XCTAssertEqual(try decodeOne(encoded(request)), request)
@@ -75,6 +76,11 @@ final class CodecTests: XCTestCase {
             Response(op: 4, requestID: 8, status: .partial, body: .partialRotation(RotationReport(
                 message: "rotated 1 of 2 keys", rotated: [RotatedKey(keyID: 1, version: 2)],
                 failed: [RotationReport.Failure(keyID: 3, status: .unavailable)]))),
+            Response(op: 7, requestID: 9, status: .ok, body: .info(InstanceInfo([
+                ("instance", "default"), ("provider", "aws"), ("master_key", "alias/mariadb-encryption"), ("location", "eu-west-1")]))),
+            Response(op: 2, requestID: 10, status: .refused, body: .refusal(KeyServiceRefusal(
+                message: "KMS GenerateDataKeyWithoutPlaintext failed: DisabledException", code: "DisabledException", key: "alias/x"))),
+            Response(op: 2, requestID: 11, status: .locked, body: .failure(message: "waits for keybrokerctl unlock")),
         ]
         for response in responses {
             var buffer = ByteBuffer()
@@ -90,7 +96,7 @@ final class CodecTests: XCTestCase {
     func testPartialRotationReadsAsAFailureWithAMessageToAnOlderClient() throws {
         var buffer = ByteBuffer()
         let report = RotationReport(message: String(repeating: "é", count: 300), rotated: [RotatedKey(keyID: 7, version: 3)],
-                                    failed: [RotationReport.Failure(keyID: 9, status: .denied)])
+                                    failed: [RotationReport.Failure(keyID: 9, status: .refused)])
         buffer.writeResponse(Response(op: 4, requestID: 1, status: .partial, body: .partialRotation(report)))
         let bytes = Array(buffer.readableBytesView)
         XCTAssertEqual(bytes[9], 7)
@@ -100,6 +106,41 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(bytes.count, 12 + messageLength + 4 + 8 + 4 + 5)
         XCTAssertLessThanOrEqual(4 + 6 + 2 + ProtocolConstants.maximumPartialMessageLength + 4 + 8 * ProtocolConstants.maximumRotatedKeys + 4,
                                  4 + ProtocolConstants.maximumFrameLength, "a PARTIAL answer for the most keys fits a frame")
+    }
+
+    /// REFUSED (8) starts with message:string, so an older client reads a failure with a message;
+    /// code and key follow, each cut to 255 bytes at a character boundary.
+    func testRefusalWireBytes() throws {
+        var buffer = ByteBuffer()
+        buffer.writeRefusal(op: 3, requestID: 2, KeyServiceRefusal(message: "no", code: "DisabledException", key: String(repeating: "é", count: 200)))
+        let bytes = Array(buffer.readableBytesView)
+        XCTAssertEqual(Array(bytes[4..<10]), [3, 0, 0, 0, 2, 8])
+        XCTAssertEqual(Array(bytes[10..<14]), [0, 2] + Array("no".utf8))
+        XCTAssertEqual(Array(bytes[14..<33]), [0, 17] + Array("DisabledException".utf8))
+        let keyLength = Int(bytes[33]) << 8 | Int(bytes[34])
+        XCTAssertEqual(keyLength, 254, "255 bytes would cut an é in two")
+        XCTAssertEqual(bytes.count, 35 + keyLength)
+        var decoder = FrameDecoder()
+        guard case let .frame(payload) = decoder.next(from: &buffer) else { return XCTFail("no frame") }
+        let response = try Response(payload: payload)
+        XCTAssertEqual(response.message, "no")
+        guard case let .refusal(refusal) = response.body else { return XCTFail("not a refusal") }
+        XCTAssertEqual(refusal.key, String(repeating: "é", count: 127))
+    }
+
+    func testInfoWireBytesAndLimits() throws {
+        let info = InstanceInfo([("provider", "local")])
+        var buffer = ByteBuffer()
+        buffer.writeResponse(Response(op: 7, requestID: 1, status: .ok, body: .info(info)))
+        XCTAssertEqual(Array(buffer.readableBytesView),
+                       [0, 0, 0, 0x19, 7, 0, 0, 0, 1, 0, 0, 1, 0, 8] + Array("provider".utf8) + [0, 5] + Array("local".utf8))
+        XCTAssertEqual(info["provider"], "local")
+        XCTAssertNil(info["region"])
+        var tooMany = ByteBuffer()
+        tooMany.writeBytes([7, 0, 0, 0, 1, 0, 0, 65])
+        for _ in 0..<65 { tooMany.writeBytes([0, 1, 0x61, 0, 0]) }
+        XCTAssertThrowsError(try Response(payload: tooMany))
+        XCTAssertEqual(InstanceInfo(Array(repeating: ("a", "b"), count: 100)).fields.count, InstanceInfo.maximumFields)
     }
 
     func testLengthZeroIsRejectedWithoutARequestID() {

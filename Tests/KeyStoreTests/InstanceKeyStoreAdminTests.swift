@@ -26,12 +26,14 @@ private struct XORProvider: KeyProvider, RewrappingProvider, UnlockableProvider 
     }
 
     func rewrapDataKey(_ wrapped: [UInt8], to masterKey: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8] {
-        guard let new = UInt8(masterKey), let old = wrapped.first else { throw ProviderError(.denied, "no master key \(masterKey)") }
+        guard let new = UInt8(masterKey), let old = wrapped.first else { throw ProviderError(.refused, "no master key \(masterKey)") }
         return [new] + wrapped.dropFirst().map { $0 ^ old ^ new ^ (lie ? 0xFF : 0) }
     }
 
+    var awaitsUnlock: Bool { false }
+
     func unlock(tokenCode: String) async throws(ProviderError) -> String {
-        guard tokenCode == "123456" else { throw ProviderError(.denied, "wrong code") }
+        guard tokenCode == "123456" else { throw ProviderError(.refused, "wrong code") }
         return "unlocked"
     }
 }
@@ -94,7 +96,7 @@ final class InstanceKeyStoreAdminTests: XCTestCase {
             _ = try await store.unlock(tokenCode: "000000")
             XCTFail("a wrong code unlocked")
         } catch {
-            XCTAssertEqual(error.code, .denied)
+            XCTAssertEqual(error.code, .refused)
             XCTAssertEqual(error.message, "wrong code")
         }
     }
