@@ -92,6 +92,48 @@ def test_shared_credentials_file_with_profile_setting_and_region_from_config(wor
     assert "AWS KMS in us-east-1" in log
 
 
+# Each of the three variables alone (HOME points nowhere), as the SDKs, the CLI and MariaDB's guide
+# for aws_key_management name them (issue 16 item 5).
+def test_aws_shared_credentials_file_alone(workdir, moto, tmp_path):
+    a = moto.account
+    shared = write_private(tmp_path / "shared", f"[default]\naws_access_key_id = {a.key_id}\naws_secret_access_key = {a.secret}\n")
+    proves(workdir, moto, clean_env(AWS_SHARED_CREDENTIALS_FILE=shared), "profile default (shared files)")
+
+
+def test_aws_config_file_alone(workdir, moto, tmp_path):
+    a = moto.account
+    config = write_private(tmp_path / "config", f"[default]\nregion = us-east-1\naws_access_key_id = {a.key_id}\n"
+                                                 f"aws_secret_access_key = {a.secret}\n")
+    proves(workdir, moto, clean_env(AWS_CONFIG_FILE=config), "profile default (shared files)", settings={"region": None})
+
+
+def test_aws_credential_profiles_file_alone(workdir, moto, tmp_path):
+    a = moto.account
+    legacy = write_private(tmp_path / "legacy", f"[default]\naws_access_key_id = {a.key_id}\naws_secret_access_key = {a.secret}\n")
+    proves(workdir, moto, clean_env(AWS_CREDENTIAL_PROFILES_FILE=legacy), "profile default (shared files)")
+
+
+def test_aws_shared_credentials_file_wins_over_the_older_name(workdir, moto, tmp_path):
+    a = moto.account
+    shared = write_private(tmp_path / "shared", f"[default]\naws_access_key_id = {a.key_id}\naws_secret_access_key = {a.secret}\n")
+    wrong = write_private(tmp_path / "legacy", "[default]\naws_access_key_id = AKIAWRONGWRONGWRONG0\naws_secret_access_key = nope\n")
+    proves(workdir, moto, clean_env(AWS_SHARED_CREDENTIALS_FILE=shared, AWS_CREDENTIAL_PROFILES_FILE=wrong), "profile default (shared files)")
+
+
+def test_aws_credential_profiles_file_with_wrong_keys_is_refused_by_moto(workdir, moto, tmp_path):
+    """The file really is what the broker signs with: moto (signature checks on) refuses other keys."""
+    wrong = write_private(tmp_path / "legacy", "[default]\naws_access_key_id = AKIAWRONGWRONGWRONG0\naws_secret_access_key = nope\n")
+    b = Broker(workdir / "cred-wrong-legacy", instances={"default": aws_instance(moto)})
+    b.start(env=clean_env(AWS_CREDENTIAL_PROFILES_FILE=wrong))
+    try:
+        with kbproto.Client(b.socket) as c:
+            c.hello()
+            assert c.latest(1).status != kbproto.OK
+        assert "AWS credentials from profile default (shared files)" in b.log_text()
+    finally:
+        b.stop()
+
+
 def test_aws_profile_variable_and_home_directory(workdir, moto, tmp_path):
     a = moto.account
     home = tmp_path / "home"

@@ -20,6 +20,8 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// Set by the caller when a retry later may succeed (credential sources that are down).
     public var transient: Bool
+    /// AWS's id of the failed request, so the line can be matched with CloudTrail and AWS support.
+    public var requestID: String?
 
     public init(_ kind: Kind, operation: String, status: Int? = nil, message: String, transient: Bool = false) {
         self.kind = kind
@@ -37,13 +39,13 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch kind {
         case let .service(code):
-            return "\(operation) failed: \(code)\(status.map { " (HTTP \($0))" } ?? ""): \(message)"
+            return "\(operation) failed: \(code)\(status.map { " (HTTP \($0))" } ?? ""): \(message)\(requestID.map { " [AWS request id \($0)]" } ?? "")"
         case .transport:
             return "\(operation) failed: no answer from AWS: \(message)"
         case .credentials, .locked:
             return message
         case .malformed:
-            return "\(operation) failed: unreadable answer: \(message)"
+            return "\(operation) failed: unreadable answer: \(message)\(requestID.map { " [AWS request id \($0)]" } ?? "")"
         }
     }
 

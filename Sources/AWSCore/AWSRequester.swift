@@ -36,17 +36,18 @@ public final class AWSRequester: Sendable {
         self.logger = logger
     }
 
-    /// Returns the body of a 2xx answer.
+    /// Returns the body of a 2xx answer. `subject` names what the call is about for the trace
+    /// line (the KMS key, the data key); it never holds a secret.
     public func send(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
               headers extraHeaders: [(String, String)], body: [UInt8], credentials: Credentials?,
-              maxRetries overrideRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
+              maxRetries overrideRetries: Int? = nil, subject: String? = nil) async throws(AWSError) -> ResponseBody {
         let retries = overrideRetries ?? maxRetries
         var attempt = 0
         var refreshedOnce = false
         while true {
             do throws(AWSError) {
                 return try await attemptOnce(operation: operation, endpoint: endpoint, signer: signer, protocol: kind,
-                                             headers: extraHeaders, body: body, credentials: credentials)
+                                             headers: extraHeaders, body: body, credentials: credentials, subject: subject)
             } catch {
                 if let code = error.code, AWSError.expiredCredentialCodes.contains(code), let credentials, !refreshedOnce {
                     refreshedOnce = true
@@ -65,7 +66,7 @@ public final class AWSRequester: Sendable {
 
     private func attemptOnce(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
                              headers extraHeaders: [(String, String)], body: [UInt8],
-                             credentials: Credentials?) async throws(AWSError) -> ResponseBody {
+                             credentials: Credentials?, subject: String?) async throws(AWSError) -> ResponseBody {
         var headers: [(String, String)] = [("Host", endpoint.host)] + extraHeaders
         if let signer, let credentials {
             let current = try await credentials.get()
@@ -73,16 +74,32 @@ public final class AWSRequester: Sendable {
                                   credentials: current, time: unixNow()).headers
         }
         let response: HTTPResponse
+        let started = ContinuousClock.now
         do {
             response = try await http.send(HTTPRequest(method: "POST", url: endpoint.url, headers: headers, body: body,
                                                        timeoutMilliseconds: timeoutMilliseconds))
         } catch {
-            throw AWSError(.transport, operation: operation, message: "\(endpoint.host): \(error.message)")
+            let failure = AWSError(.transport, operation: operation, message: "\(endpoint.host): \(error.message)")
+            trace(operation, subject: subject, outcome: "no answer (\(error.message))", requestID: nil, since: started)
+            throw failure
         }
         guard (200..<300).contains(response.status) else {
-            throw Self.serviceError(operation: operation, response: response, protocol: kind)
+            let failure = Self.serviceError(operation: operation, response: response, protocol: kind)
+            trace(operation, subject: subject, outcome: "HTTP \(response.status) \(failure.code ?? "")", requestID: failure.requestID, since: started)
+            throw failure
         }
+        trace(operation, subject: subject, outcome: "HTTP \(response.status)", requestID: response.requestID, since: started)
         return response.body
+    }
+
+    /// `log_level = "trace"`: one line per call, what CloudTrail can be matched with. Never the
+    /// body or the headers (they carry the signature, tokens and, for Decrypt, the key).
+    private func trace(_ operation: String, subject: String?, outcome: String, requestID: String?, since started: ContinuousClock.Instant) {
+        guard logger.logLevel <= .trace else { return }
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        logger.trace("AWS \(operation)\(subject.map { " (\($0))" } ?? ""): \(outcome.trimmingCharacters(in: [" "])) in \(milliseconds) ms, request id \(requestID ?? "none")",
+                     metadata: ["event": "aws_call"])
     }
 
     public static func serviceError(operation: String, response: HTTPResponse, protocol kind: ErrorFormat) -> AWSError {
@@ -110,10 +127,17 @@ public final class AWSRequester: Sendable {
                 message = XMLText.first("Message", in: bytes)
             }
         }
+        // STS and other query APIs repeat the id in the error document.
+        var requestID = response.requestID
+        if requestID == nil {
+            requestID = response.body.withBytes { bytes in XMLText.first("RequestId", in: bytes) }
+        }
         let fallback = response.status == 429 ? "Throttling" : (response.status >= 500 ? "ServiceUnavailable" : "HTTP\(response.status)")
         let text = message.map { Self.oneLine($0) } ?? Self.oneLine(String(response.body.text.prefix(200)))
-        return AWSError(.service(code: code ?? fallback), operation: operation, status: response.status,
-                        message: text.isEmpty ? "(no message)" : text)
+        var error = AWSError(.service(code: code ?? fallback), operation: operation, status: response.status,
+                             message: text.isEmpty ? "(no message)" : text)
+        error.requestID = requestID
+        return error
     }
 
     public static func oneLine(_ text: String) -> String {

@@ -11,7 +11,7 @@ import SystemSupport
 ///    credentials file — right after the environment, because a credential handed to this one
 ///    service by its unit is more specific than anything the machine offers to every process
 /// 3. web identity: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN → STS AssumeRoleWithWebIdentity
-/// 4. shared files (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE; profile from the `profile`
+/// 4. shared files (AWS_SHARED_CREDENTIALS_FILE or AWS_CREDENTIAL_PROFILES_FILE, AWS_CONFIG_FILE; profile from the `profile`
 ///    setting or AWS_PROFILE): static keys, role_arn + source_profile / credential_source /
 ///    web_identity_token_file → STS, credential_process
 /// 5. container: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI (+ AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE])

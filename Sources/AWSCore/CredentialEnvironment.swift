@@ -24,7 +24,11 @@ public struct CredentialEnvironment: Sendable {
 
     public var home: String? { self["HOME"] }
     public var configPath: String? { self["AWS_CONFIG_FILE"] ?? home.map { "\($0)/.aws/config" } }
-    public var credentialsPath: String? { self["AWS_SHARED_CREDENTIALS_FILE"] ?? home.map { "\($0)/.aws/credentials" } }
+    /// AWS_SHARED_CREDENTIALS_FILE (the SDKs' and CLI's name), else AWS_CREDENTIAL_PROFILES_FILE
+    /// (the older name, which MariaDB's guide for aws_key_management gives), else ~/.aws/credentials.
+    public var credentialsPath: String? {
+        self["AWS_SHARED_CREDENTIALS_FILE"] ?? self["AWS_CREDENTIAL_PROFILES_FILE"] ?? home.map { "\($0)/.aws/credentials" }
+    }
     /// systemd's LoadCredential=aws-credentials:… (read as a shared credentials file).
     public var systemdCredentialsPath: String? { self["CREDENTIALS_DIRECTORY"].map { "\($0)/aws-credentials" } }
 

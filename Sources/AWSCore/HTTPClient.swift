@@ -20,6 +20,8 @@ public struct HTTPRequest: Sendable {
 public final class ResponseBody: @unchecked Sendable {
     // Written only by the transfer before the object is shared, read-only afterwards.
     fileprivate var storage = CKB_curl_body(data: nil, length: 0, capacity: 0, limit: 1 << 20, overflowed: 0)
+    /// The request id header of the response that carried this body (not a secret).
+    fileprivate(set) var requestID: String?
 
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: storage.data, count: storage.length))
@@ -38,6 +40,9 @@ public final class ResponseBody: @unchecked Sendable {
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var body: ResponseBody
+    /// AWS's id of this request (`x-amzn-RequestId`, S3's `x-amz-request-id`), what CloudTrail
+    /// and AWS support search by.
+    public var requestID: String? { body.requestID }
 }
 
 /// A transport failure: nothing usable came back (refused, reset, timed out, DNS, TLS).
@@ -148,10 +153,22 @@ public final class HTTPClient: Sendable {
             throw HTTPFailure(message: message.isEmpty ? "libcurl error \(code)" : message, timedOut: CKB_curl_code_is_timeout(code) == 1)
         }
         let status = CKB_curl_response_code(curl)
+        let requestID = Self.header("x-amzn-RequestId", of: curl) ?? Self.header("x-amz-request-id", of: curl)
+        response.requestID = requestID
         CKB_curl_easy_reset(curl)
         idleHandles.withLock { handles in
             if handles.count < 32 { handles.append(handle) }
         }
         return HTTPResponse(status: status, body: response)
+    }
+
+    /// A response header that is an id: printable ASCII without spaces, at most 255 bytes.
+    private static func header(_ name: String, of curl: OpaquePointer) -> String? {
+        var value = [CChar](repeating: 0, count: 256)
+        let length = CKB_curl_response_header(curl, name, &value, value.count)
+        guard length > 0 else { return nil }
+        let bytes = value.prefix(Int(length)).map { UInt8(bitPattern: $0) }
+        guard bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -44,7 +44,7 @@ public struct STSClient: Sendable {
             headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: body,
             credentials: fixed.map { creds in
                 AWSRequester.Credentials(get: { () throws(AWSError) in creds }, invalidate: {})
-            })
+            }, subject: source)
         return try answer.withBytes { (bytes) throws(AWSError) -> AWSCredentials in
             guard let block = XMLText.range("Credentials", in: bytes) else {
                 throw AWSError(.malformed, operation: operation, message: "no Credentials element in the answer")

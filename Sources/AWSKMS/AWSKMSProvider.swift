@@ -84,10 +84,10 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id, so it cannot create \(ref); set master_key_id in [instances.\(instance)]")
         }
         do throws(AWSError) {
-            let blob = try await kms.generateDataKeyWithoutPlaintext(keyID: masterKeyID, length: length)
+            let blob = try await kms.generateDataKeyWithoutPlaintext(keyID: masterKeyID, length: length, for: ref)
             logger.info("generated encrypted datakey for key id=\(ref.keyID), version=\(ref.version) under \(masterKeyID)",
                         metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
-            let key = try await kms.decrypt(blob)
+            let key = try await kms.decrypt(blob, for: ref)
             guard key.count == length else {
                 throw AWSError(.malformed, operation: "KMS Decrypt", message: "the new data key has \(key.count) bytes, not \(length)")
             }
@@ -101,7 +101,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
         guard !wrapped.isEmpty else { throw ProviderError(.corrupt, "key file \(path) is empty") }
         let key: SecureBytes
         do {
-            key = try await kms.decrypt(wrapped)
+            key = try await kms.decrypt(wrapped, for: ref)
         } catch {
             var failure = ProviderError(error, key: settings.masterKeyID)
             if failure.code == .corrupt {
@@ -123,7 +123,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id to wrap \(ref) under; set master_key_id in [instances.\(instance)]")
         }
         do {
-            return try await kms.encrypt(keyID: masterKeyID, plaintext: key)
+            return try await kms.encrypt(keyID: masterKeyID, plaintext: key, for: ref)
         } catch {
             var failure = ProviderError(error, key: masterKeyID)
             failure.message = "cannot wrap \(ref) under \(masterKeyID): \(error.description)"
@@ -133,7 +133,7 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
 
     public func rewrapDataKey(_ wrapped: [UInt8], to masterKey: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8] {
         do {
-            return try await kms.reEncrypt(wrapped, to: masterKey).blob
+            return try await kms.reEncrypt(wrapped, to: masterKey, for: ref).blob
         } catch {
             var failure = ProviderError(error, key: masterKey)
             failure.message = "cannot re-encrypt \(ref) (\(path)) under \(masterKey): \(error.description)"

@@ -1,4 +1,5 @@
 import AWSCore
+import BrokerProtocol
 import ProviderSettings
 import SecureMemory
 import SystemSupport
@@ -26,15 +27,23 @@ struct KMSClient: Sendable {
          JSONWriter.object(members))
     }
 
-    private func call(_ operation: String, _ members: [(String, String)], maxRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
+    private func call(_ operation: String, _ members: [(String, String)], maxRetries: Int? = nil,
+                      subject: String? = nil) async throws(AWSError) -> ResponseBody {
         let (headers, body) = Self.request(operation: operation, members: members, endpoint: endpoint)
-        return try await send(operation, headers: headers, body: body, maxRetries: maxRetries)
+        return try await send(operation, headers: headers, body: body, maxRetries: maxRetries, subject: subject)
     }
 
-    private func send(_ operation: String, headers: [(String, String)], body: [UInt8], maxRetries: Int? = nil) async throws(AWSError) -> ResponseBody {
+    private func send(_ operation: String, headers: [(String, String)], body: [UInt8], maxRetries: Int? = nil,
+                      subject: String? = nil) async throws(AWSError) -> ResponseBody {
         try await requester.send(operation: "KMS \(operation)", endpoint: endpoint, signer: SigV4Signer(region: region, service: "kms"),
                                         protocol: .json, headers: Array(headers.dropFirst()), body: body, credentials: credentials,
-                                        maxRetries: maxRetries)
+                                        maxRetries: maxRetries, subject: subject)
+    }
+
+    /// What a trace line says a call is about: the KMS key and the data key, when known.
+    static func subject(kmsKey: String?, ref: KeyRef?) -> String? {
+        let parts = [kmsKey.map { "KMS key \($0)" }, ref.map { "key id=\($0.keyID), version=\($0.version)" }].compactMap { $0 }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }
 
     private static func reader<T>(_ body: ResponseBody, _ operation: String,
@@ -42,19 +51,27 @@ struct KMSClient: Sendable {
         try body.withBytes { (bytes) throws(AWSError) -> T in
             let reader: JSONReader
             do throws(JSONReader.Failure) { reader = try JSONReader(bytes: bytes) } catch {
-                throw AWSError(.malformed, operation: "KMS \(operation)", message: error.description)
+                var failure = AWSError(.malformed, operation: "KMS \(operation)", message: error.description)
+                failure.requestID = body.requestID
+                throw failure
             }
-            return try read(reader)
+            do throws(AWSError) {
+                return try read(reader)
+            } catch {
+                var failure = error
+                failure.requestID = failure.requestID ?? body.requestID
+                throw failure
+            }
         }
     }
 
-    func generateDataKeyWithoutPlaintext(keyID: String, length: Int) async throws(AWSError) -> [UInt8] {
+    func generateDataKeyWithoutPlaintext(keyID: String, length: Int, for ref: KeyRef? = nil) async throws(AWSError) -> [UInt8] {
         let spec: (String, String) = switch length {
         case 16: ("KeySpec", "AES_128")
         case 32: ("KeySpec", "AES_256")
         default: ("NumberOfBytes", String(length))
         }
-        let body = try await call("GenerateDataKeyWithoutPlaintext", [("KeyId", keyID), spec])
+        let body = try await call("GenerateDataKeyWithoutPlaintext", [("KeyId", keyID), spec], subject: Self.subject(kmsKey: keyID, ref: ref))
         return try Self.reader(body, "GenerateDataKeyWithoutPlaintext") { (reader) throws(AWSError) -> [UInt8] in
             guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
                 throw AWSError(.malformed, operation: "KMS GenerateDataKeyWithoutPlaintext", message: "no CiphertextBlob in the answer")
@@ -64,8 +81,8 @@ struct KMSClient: Sendable {
     }
 
     /// The plaintext goes from the response buffer straight into locked memory.
-    func decrypt(_ blob: [UInt8]) async throws(AWSError) -> SecureBytes {
-        let body = try await call("Decrypt", [("CiphertextBlob", Base64.encode(blob))])
+    func decrypt(_ blob: [UInt8], for ref: KeyRef? = nil) async throws(AWSError) -> SecureBytes {
+        let body = try await call("Decrypt", [("CiphertextBlob", Base64.encode(blob))], subject: Self.subject(kmsKey: nil, ref: ref))
         return try Self.reader(body, "Decrypt") { (reader) throws(AWSError) -> SecureBytes in
             guard let plaintext = reader.base64Secret(reader.member("Plaintext")) else {
                 throw AWSError(.malformed, operation: "KMS Decrypt", message: "no Plaintext in the answer")
@@ -76,13 +93,13 @@ struct KMSClient: Sendable {
 
     /// KMS Encrypt of a data key the broker already holds (moving a key set to AWS). The body,
     /// which carries the key in base64, is built as bytes and zeroed once sent.
-    func encrypt(keyID: String, plaintext: SecureBytes) async throws(AWSError) -> [UInt8] {
+    func encrypt(keyID: String, plaintext: SecureBytes, for ref: KeyRef? = nil) async throws(AWSError) -> [UInt8] {
         var encoded = plaintext.withUnsafeBytes { Base64.encodedBytes($0) }
         var body = Array("{\"KeyId\":\(JSONText.quoted(keyID)),\"Plaintext\":\"".utf8) + encoded + Array("\"}".utf8)
         encoded.cleanse()
         defer { body.cleanse() }
         let (headers, _) = Self.request(operation: "Encrypt", members: [], endpoint: endpoint)
-        let response = try await send("Encrypt", headers: headers, body: body)
+        let response = try await send("Encrypt", headers: headers, body: body, subject: Self.subject(kmsKey: keyID, ref: ref))
         return try Self.reader(response, "Encrypt") { (reader) throws(AWSError) -> [UInt8] in
             guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
                 throw AWSError(.malformed, operation: "KMS Encrypt", message: "no CiphertextBlob in the answer")
@@ -91,8 +108,9 @@ struct KMSClient: Sendable {
         }
     }
 
-    func reEncrypt(_ blob: [UInt8], to destination: String) async throws(AWSError) -> (blob: [UInt8], keyID: String?) {
-        let body = try await call("ReEncrypt", [("CiphertextBlob", Base64.encode(blob)), ("DestinationKeyId", destination)])
+    func reEncrypt(_ blob: [UInt8], to destination: String, for ref: KeyRef? = nil) async throws(AWSError) -> (blob: [UInt8], keyID: String?) {
+        let body = try await call("ReEncrypt", [("CiphertextBlob", Base64.encode(blob)), ("DestinationKeyId", destination)],
+                                  subject: Self.subject(kmsKey: destination, ref: ref))
         return try Self.reader(body, "ReEncrypt") { (reader) throws(AWSError) -> ([UInt8], String?) in
             guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
                 throw AWSError(.malformed, operation: "KMS ReEncrypt", message: "no CiphertextBlob in the answer")
@@ -102,7 +120,7 @@ struct KMSClient: Sendable {
     }
 
     func describeKey(_ keyID: String) async throws(AWSError) -> KeyDescription {
-        let body = try await call("DescribeKey", [("KeyId", keyID)], maxRetries: 1)
+        let body = try await call("DescribeKey", [("KeyId", keyID)], maxRetries: 1, subject: Self.subject(kmsKey: keyID, ref: nil))
         return try Self.reader(body, "DescribeKey") { (reader) throws(AWSError) -> KeyDescription in
             guard let metadata = reader.member("KeyMetadata") else {
                 throw AWSError(.malformed, operation: "KMS DescribeKey", message: "no KeyMetadata in the answer")

@@ -8,7 +8,22 @@ public struct BrokerConfig: Sendable {
     public static let defaultPath = "/etc/keybroker/keybroker.toml"
 
     public enum LogLevel: String, Sendable, CaseIterable {
-        case error, warning, info, debug
+        case error, warning, info, debug, trace
+
+        /// Ours, and aws_key_management_log_level's (Off, Fatal, Error, Warn, Info, Debug, Trace),
+        /// in any case. That variable set the AWS SDK's chatter only: the plugin's own errors were
+        /// always logged. So Off and Fatal mean "errors only" here: a daemon that holds the keys
+        /// never goes silent about failing to serve them.
+        public init?(setting: String) {
+            switch setting.lowercased() {
+            case "off", "fatal", "error": self = .error
+            case "warn", "warning": self = .warning
+            case "info": self = .info
+            case "debug": self = .debug
+            case "trace": self = .trace
+            default: return nil
+            }
+        }
     }
 
     public var file: String
@@ -62,8 +77,8 @@ public struct BrokerConfig: Sendable {
         let socketPath = try reader.string("socket") ?? "/run/keybroker/keybroker.sock"
         let stateDirectory = try reader.string("state_dir") ?? "/var/lib/keybroker"
         let levelText = try reader.string("log_level") ?? "info"
-        guard let logLevel = LogLevel(rawValue: levelText) else {
-            throw reader.error("log_level", "must be one of \(LogLevel.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), not \"\(levelText)\"")
+        guard let logLevel = LogLevel(setting: levelText) else {
+            throw reader.error("log_level", "must be one of \(LogLevel.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")) (or aws_key_management's Off, Fatal, Warn), not \"\(levelText)\"")
         }
         let admins = try reader.principals("admins") ?? []
         var limits = Limits()

@@ -146,6 +146,16 @@ long CKB_curl_response_code(CKB_curl *handle) {
     return code;
 }
 
+long CKB_curl_response_header(CKB_curl *handle, const char *name, char *value, size_t size) {
+    struct curl_header *header = NULL;
+    if (size == 0 || curl_easy_header(handle->easy, name, 0, CURLH_HEADER, -1, &header) != CURLHE_OK || header == NULL) return -1;
+    size_t length = strlen(header->value);
+    size_t copied = length < size - 1 ? length : size - 1;
+    memcpy(value, header->value, copied);
+    value[copied] = 0;
+    return (long)copied;
+}
+
 void CKB_curl_body_clear(CKB_curl_body *body) {
     if (body->data != NULL) {
         explicit_bzero(body->data, body->capacity);

@@ -7,12 +7,15 @@ import SystemSupport
 /// natively with structured fields; if the journal refuses one, it is written to stderr instead so
 /// nothing is lost. Elsewhere: stderr with a timestamp.
 struct DaemonLogHandler: LogHandler {
-    var logLevel: Logger.Level
+    /// Shared by every handler (`LogLevelSwitch`): a reload changes it for all loggers at once.
+    var logLevel: Logger.Level {
+        get { LogLevelSwitch.shared.level }
+        set { LogLevelSwitch.shared.level = newValue }
+    }
     var metadata: Logger.Metadata = [:]
     let useJournal: Bool
 
-    init(level: Logger.Level, useJournal: Bool) {
-        self.logLevel = level
+    init(useJournal: Bool) {
         self.useJournal = useJournal
     }
 
@@ -31,6 +34,7 @@ struct DaemonLogHandler: LogHandler {
         "peer_malformed": "a06bcd7f4c5e4b9dbf1a7c9e6d8bafc0",
         "started": "b17cde8a5d6f4cae802b8daf7e9cb0d1",
         "stopping": "c28def9b6e7a4dbf913c9eb08fadc1e2",
+        "aws_call": "d39ef0ac7f8b4ec0a24dafc19abed2f3",
     ]
 
     static func priority(_ level: Logger.Level) -> Int {

@@ -43,8 +43,8 @@ struct Keybrokerd: AsyncParsableCommand {
             throw StartupError(error)
         }
         let useJournal = CKB_stderr_is_journal() == 1
-        let level = Self.loggerLevel(settings.logLevel)
-        LoggingSystem.bootstrap { _ in DaemonLogHandler(level: level, useJournal: useJournal) }
+        LogLevelSwitch.shared.level = Self.loggerLevel(settings.logLevel)
+        LoggingSystem.bootstrap { _ in DaemonLogHandler(useJournal: useJournal) }
         let logger = Logger(label: "keybrokerd")
         if hardeningError != 0 {
             logger.warning("cannot make the process non-dumpable: \(errnoText(-hardeningError))")
@@ -99,6 +99,7 @@ struct Keybrokerd: AsyncParsableCommand {
         case .warning: .warning
         case .info: .info
         case .debug: .debug
+        case .trace: .trace
         }
     }
 

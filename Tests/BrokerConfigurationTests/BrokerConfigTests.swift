@@ -81,6 +81,17 @@ final class BrokerConfigTests: XCTestCase {
         assertError("log_level = \"loud\"\n" + minimal, key: "log_level", contains: "must be one of")
     }
 
+    /// aws_key_management_log_level's values, in any case; Off and Fatal still log errors.
+    func testLogLevelsOfAWSKeyManagement() throws {
+        let expected: [(String, BrokerConfig.LogLevel)] = [
+            ("Off", .error), ("Fatal", .error), ("Error", .error), ("Warn", .warning), ("Info", .info), ("Debug", .debug),
+            ("Trace", .trace), ("TRACE", .trace), ("warning", .warning), ("debug", .debug),
+        ]
+        for (text, level) in expected {
+            XCTAssertEqual(try parse("log_level = \"\(text)\"\n" + minimal).logLevel, level, text)
+        }
+    }
+
     func testNoInstances() {
         assertError("socket = \"/run/x.sock\"", key: "instances", contains: "no instance")
     }

@@ -66,6 +66,11 @@ int CKB_curl_perform(CKB_curl *handle, CKB_curl_body *body, char *error, size_t 
 /// HTTP status of the last transfer (0 when none).
 long CKB_curl_response_code(CKB_curl *handle);
 
+/// The value of response header `name` (case-insensitive; the last response of the transfer)
+/// copied into `value` (NUL-terminated, cut at `size` - 1 bytes). Returns its length, or -1 when
+/// the header is absent. For request ids, which AWS sends only as headers.
+long CKB_curl_response_header(CKB_curl *handle, const char *name, char *value, size_t size);
+
 /// Zeroes and frees the body's memory.
 void CKB_curl_body_clear(CKB_curl_body *body);
 
