@@ -21,7 +21,7 @@ public final class ResponseBody: @unchecked Sendable {
     // Written only by the transfer before the object is shared, read-only afterwards.
     fileprivate var storage = CKB_curl_body(data: nil, length: 0, capacity: 0, limit: 1 << 20, overflowed: 0)
     /// The request id header of the response that carried this body (not a secret).
-    fileprivate(set) var requestID: String?
+    public fileprivate(set) var requestID: String?
 
     public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: storage.data, count: storage.length))
