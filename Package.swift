@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "Broker", dependencies: [
             "BrokerProtocol", "BrokerPolicy", "KeyStore", "SecureMemory", "SystemSupport",
             "CKeybrokerCrypto", "CKeybrokerSystem", "CKeybrokerSystemd",
-            nioCore, nioPosix, logging, serviceLifecycle, unixSignals,
+            nioCore, nioPosix, logging, serviceLifecycle,
         ]),
 
         // Configuration and the executables.
@@ -71,7 +71,7 @@ let package = Package(
         .executableTarget(name: "keybrokerd", dependencies: [
             "Broker", "BrokerConfiguration", "BrokerPolicy", "KeyStore", "KMS", "AWSKMS", "KMIPKMS", "ProviderSettings", "SecureMemory", "SystemSupport",
             "CKeybrokerSystem", "CKeybrokerSystemd",
-            argumentParser, logging, serviceLifecycle,
+            argumentParser, logging, serviceLifecycle, unixSignals,
         ]),
         .executableTarget(name: "keybrokerctl", dependencies: [
             "BrokerProtocol", "BrokerConfiguration", "KeyStore", "KMS", "SecureMemory", "SystemSupport", "CKeybrokerSystem",

@@ -14,31 +14,9 @@ import pytest
 
 import kbproto as kb
 from broker import KEYBROKERD, Broker
+from sdnotify import NotifyListener
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-
-
-class NotifyListener:
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages = []
-
-    def collect(self, until, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                self.messages += self.sock.recv(65536).decode().split("\n")
-            except socket.timeout:
-                pass
-            if until(self.messages):
-                return True
-        return False
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -30,21 +30,36 @@ public final class AccessPolicy: Sendable {
         }
     }
 
-    public let rules: Rules
-    private let current: Mutex<Snapshot>
+    private let currentRules: Mutex<Rules>
+    public var rules: Rules { currentRules.withLock { $0 } }
+    /// The generation counts replacements, so a refresh that started before a reload does not
+    /// put back the lists the reload replaced.
+    private let current: Mutex<(snapshot: Snapshot, generation: Int)>
     /// What the last refresh could not resolve, so the same problem is logged once, not every time.
     private let lastFailures = Mutex<[String]>([])
 
     /// `admins` and `clients` as resolved at start-up (AccessList.resolve, which refuses unknown names).
     public init(rules: Rules, admins: AccessList, clients: [String: AccessList]) {
-        self.rules = rules
-        self.current = Mutex(Snapshot(admins: admins, clients: clients))
+        self.currentRules = Mutex(rules)
+        self.current = Mutex((Snapshot(admins: admins, clients: clients), 0))
     }
 
-    var snapshot: Snapshot { current.withLock { $0 } }
+    /// A reload: the configuration's new lists, already resolved (AccessList.resolve). Returns
+    /// what changed, as `refresh` does.
+    func replace(rules: Rules, admins: AccessList, clients: [String: AccessList]) -> Change? {
+        let new = Snapshot(admins: admins, clients: clients)
+        currentRules.withLock { $0 = rules }
+        let old = current.withLock { state in
+            defer { state = (new, state.generation + 1) }
+            return state.snapshot
+        }
+        return Self.change(from: old, to: new)
+    }
+
+    var snapshot: Snapshot { current.withLock { $0.snapshot } }
 
     func isListedAnywhere(uid: UInt32, gid: UInt32) -> Bool {
-        current.withLock { $0.anyone.contains(uid: uid, gid: gid) }
+        current.withLock { $0.snapshot.anyone.contains(uid: uid, gid: gid) }
     }
 
     /// Sent through every connection's pipeline after a refresh changed something.
@@ -68,7 +83,8 @@ public final class AccessPolicy: Sendable {
             if !missing.isEmpty { failures.append("\(name): \(missing.joined(separator: ", ")) no longer exist and grant nothing") }
             return list
         }
-        let old = snapshot
+        let (old, generation) = current.withLock { ($0.snapshot, $0.generation) }
+        let rules = self.rules
         let admins = resolve(rules.admins, old.admins, "admins")
         var clients: [String: AccessList] = [:]
         for (instance, principals) in rules.clients {
@@ -80,13 +96,23 @@ public final class AccessPolicy: Sendable {
             return last == failures ? [] : failures
         }
         guard new != old else { return (nil, newFailures) }
-        current.withLock { $0 = new }
+        let applied = current.withLock { state -> Bool in
+            guard state.generation == generation else { return false }
+            state.snapshot = new
+            return true
+        }
+        guard applied else { return (nil, newFailures) }
+        return (Self.change(from: old, to: new), newFailures)
+    }
+
+    private static func change(from old: Snapshot, to new: Snapshot) -> Change? {
+        guard new != old else { return nil }
         var lines: [String] = []
         if new.admins != old.admins { lines.append("admins: \(Self.difference(old.admins, new.admins))") }
-        for instance in clients.keys.sorted() where new.clients[instance] != old.clients[instance] {
+        for instance in Set(new.clients.keys).union(old.clients.keys).sorted() where new.clients[instance] != old.clients[instance] {
             lines.append("clients of [instances.\(instance)]: \(Self.difference(old.clients[instance] ?? AccessList(), new.clients[instance] ?? AccessList()))")
         }
-        return (Change(lines: lines), newFailures)
+        return Change(lines: lines)
     }
 
     private static func difference(_ old: AccessList, _ new: AccessList) -> String {

@@ -11,10 +11,16 @@ import SystemSupport
 public final class BrokerContext: Sendable {
     public static let serverName = "keybrokerd 0.1.0"
 
-    public let instances: [String: InstanceKeyStore]
+    /// Replaced whole by a reload (`reconfigure`); a connection keeps the store it was bound to
+    /// until told of the change.
+    public var instances: [String: InstanceKeyStore] { instanceTable.withLock { $0 } }
+    let instanceTable: Mutex<[String: InstanceKeyStore]>
     public let access: AccessPolicy
-    let limits: Limits
+    var limits: Limits { limitValues.withLock { $0 } }
+    let limitValues: Mutex<Limits>
     let logger: Logger
+    /// The last reload's outcome, for STATUS, `keybrokerctl status` and the metrics.
+    public let reloads = ReloadRecord()
     let counters = BrokerCounters()
     let startedAt = ContinuousClock.now
     /// Open connections, so shutdown can close them and the connection limits can be enforced.
@@ -23,9 +29,9 @@ public final class BrokerContext: Sendable {
     public let memoryReport: LockedMemoryReport
 
     public init(instances: [String: InstanceKeyStore], access: AccessPolicy, limits: Limits, logger: Logger) {
-        self.instances = instances
+        self.instanceTable = Mutex(instances)
         self.access = access
-        self.limits = limits
+        self.limitValues = Mutex(limits)
         self.logger = logger
         self.registry = ConnectionRegistry(maximum: limits.maxConnections, maximumPerUID: limits.maxConnectionsPerUID,
                                            maximumUnauthenticated: limits.maxUnauthenticatedPerUID)
@@ -84,6 +90,7 @@ public final class BrokerContext: Sendable {
                 ("locked_kib", .int((pool.pages - pool.unlockedPages) * pool.pageSize / 1024)),
                 ("lock_error", pool.lastLockError == 0 ? .null : .string(errnoText(pool.lastLockError))),
             ])),
+            ("reload", reloads.document),
             ("instances", .object(instanceMembers)),
         ])
         return document.serialized

@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 
 /// The session half of a connection: HELLO binds it to one instance the peer may use, once; a
-/// change of the access lists is checked against it at once.
+/// change of the access lists or of the instances (a reload) is checked against it at once.
 extension ConnectionHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is AccessPolicy.Changed else {
@@ -13,6 +13,15 @@ extension ConnectionHandler {
         guard !closing else { return }
         let access = broker.access.snapshot
         let reason: String
+        if let bound = session {
+            // A reload replaced or removed the instance: move to its new store, or leave.
+            guard let store = broker.instances[bound.instance] else {
+                logger.notice("closing connection of uid \(peer.uid) (pid \(peer.pid)): instance \"\(bound.instance)\" was removed from the configuration")
+                closeAfterWriting(context: context)
+                return
+            }
+            if store !== bound.store { session = Session(instance: bound.instance, store: store, isAdmin: bound.isAdmin) }
+        }
         if let session {
             let isAdmin = access.admins.contains(uid: peer.uid, gid: peer.gid)
             let isClient = access.clients[session.instance]?.contains(uid: peer.uid, gid: peer.gid) ?? false

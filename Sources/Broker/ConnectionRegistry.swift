@@ -18,25 +18,32 @@ final class ConnectionRegistry: Sendable {
         var perUID: [UInt32: Int] = [:]
         var unauthenticated: [UInt32: Int] = [:]
         var channels: [ObjectIdentifier: any Channel] = [:]
+        var maximum: Int
+        var maximumPerUID: Int
+        var maximumUnauthenticated: Int
     }
 
-    private let maximum: Int
-    private let maximumPerUID: Int
-    private let maximumUnauthenticated: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(maximum: Int, maximumPerUID: Int, maximumUnauthenticated: Int) {
-        self.maximum = maximum
-        self.maximumPerUID = maximumPerUID
-        self.maximumUnauthenticated = maximumUnauthenticated
+        state = Mutex(State(maximum: maximum, maximumPerUID: maximumPerUID, maximumUnauthenticated: maximumUnauthenticated))
+    }
+
+    /// New maximums (a reload): they judge the next connections; none that is open is closed.
+    func setMaximums(total: Int, perUID: Int, unauthenticated: Int) {
+        state.withLock { state in
+            state.maximum = total
+            state.maximumPerUID = perUID
+            state.maximumUnauthenticated = unauthenticated
+        }
     }
 
     /// Counts a new connection of `uid` as unauthenticated, or says which limit refuses it.
     func admit(uid: UInt32) -> Refusal? {
         state.withLock { state in
-            if state.total >= maximum { return .total(maximum) }
-            if state.perUID[uid, default: 0] >= maximumPerUID { return .perUID(maximumPerUID) }
-            if state.unauthenticated[uid, default: 0] >= maximumUnauthenticated { return .unauthenticated(maximumUnauthenticated) }
+            if state.total >= state.maximum { return .total(state.maximum) }
+            if state.perUID[uid, default: 0] >= state.maximumPerUID { return .perUID(state.maximumPerUID) }
+            if state.unauthenticated[uid, default: 0] >= state.maximumUnauthenticated { return .unauthenticated(state.maximumUnauthenticated) }
             state.total += 1
             state.perUID[uid, default: 0] += 1
             state.unauthenticated[uid, default: 0] += 1

@@ -123,6 +123,13 @@ struct Status: ParsableCommand {
             return
         }
         print("\(document["server"] ?? "keybrokerd"), up \(document["uptime_s"] ?? 0) s, \(document["connections"] ?? 0) connections, \(document["requests"] ?? 0) requests, \(document["errors"] ?? 0) errors, \(document["denied"] ?? 0) denied")
+        if let reload = document["reload"] as? [String: Any], let at = reload["last_at"] as? String {
+            if let error = reload["last_error"] as? String {
+                print("reload failed at \(at): \(error); serving the previous configuration")
+            } else {
+                print("reloaded at \(at) (\(reload["succeeded"] ?? 0) reloads, \(reload["failed"] ?? 0) failed)")
+            }
+        }
         for (name, value) in ((document["instances"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard let instance = value as? [String: Any] else { continue }
             let lastError = (instance["last_error"] as? String).map { ", last error: \($0)" } ?? ""

@@ -35,6 +35,9 @@ struct DaemonLogHandler: LogHandler {
         "started": "b17cde8a5d6f4cae802b8daf7e9cb0d1",
         "stopping": "c28def9b6e7a4dbf913c9eb08fadc1e2",
         "aws_call": "d39ef0ac7f8b4ec0a24dafc19abed2f3",
+        "reloaded": "e4af01bd8a9c4fd1b35ebad2abcfe304",
+        "reload_failed": "f5b012ce9bad4ae2c46fcbe3bcd0f415",
+        "instance_retired": "06c123df0cbe4bf3d57adcf4cde10526",
     ]
 
     static func priority(_ level: Logger.Level) -> Int {

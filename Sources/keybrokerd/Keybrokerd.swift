@@ -77,11 +77,11 @@ struct Keybrokerd: AsyncParsableCommand {
         })
         let warmUp = WarmUpService(broker: broker, settings: settings)
         let notifier = SystemdNotifier(broker: broker, server: server, logger: logger)
-        let accessRefresh = AccessRefreshService(broker: broker, interval: .milliseconds(settings.limits.accessRefreshMilliseconds),
-                                                 logger: logger)
+        let accessRefresh = AccessRefreshService(broker: broker, logger: logger)
+        let reloader = ConfigReloader(broker: broker, initial: settings, accessRefresh: accessRefresh, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server), .init(service: warmUp),
-                       .init(service: notifier), .init(service: accessRefresh)],
+                       .init(service: notifier), .init(service: accessRefresh), .init(service: reloader)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
         do {
@@ -107,49 +107,25 @@ struct Keybrokerd: AsyncParsableCommand {
     /// master keys, the state directory (locked for this daemon alone unless `takeLock` is off, as
     /// for --check beside a running daemon) and the key files already in it.
     static func makeBroker(_ settings: BrokerConfig, logger: Logger, takeLock: Bool) async throws(StartupError) -> BrokerContext {
-        let file = settings.file
-        let providers = ProviderFactory(configFile: file, environment: environment(), logger: logger)
-        let stores = StoreFactory(configFile: file, stateDirectory: settings.stateDirectory)
-        let admins: AccessList
-        var clients: [String: AccessList] = [:]
-        do {
-            admins = try AccessList.resolve(settings.admins, file: file, key: "admins")
-            for instance in settings.instances {
-                clients[instance.name] = try AccessList.resolve(instance.clients, file: file, key: "instances.\(instance.name).clients")
-            }
-        } catch {
-            throw StartupError(error)
-        }
-        try stores.prepare()
+        let assembly = BrokerAssembly(settings, logger: logger)
+        let access = try assembly.resolveAccess()
+        try assembly.stores.prepare()
         if takeLock {
             do {
                 try StateDirectoryLock.acquire(stateDirectory: settings.stateDirectory)
             } catch {
-                throw StartupError("\(file): state_dir: \(error)")
+                throw StartupError("\(settings.file): state_dir: \(error)")
             }
         }
         var instances: [String: InstanceKeyStore] = [:]
         for instance in settings.instances {
-            let provider = try await providers.makeProvider(for: instance)
-            let store = InstanceKeyStore(name: instance.name, provider: provider, files: stores.makeStore(for: instance, provider: provider),
-                                         keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate && provider.canCreateKeys,
-                                         logger: logger)
-            do {
-                try store.open()
-            } catch {
-                throw StartupError("instance \"\(instance.name)\": \(error.description)")
-            }
-            instances[instance.name] = store
+            instances[instance.name] = try await assembly.openStore(for: instance)
         }
         for instance in settings.instances {
             guard let store = instances[instance.name] else { continue }
-            let summary = store.summary()
-            let detail = (store.provider as? any StatusReportingProvider).map { " (\($0.summary))" } ?? ""
-            logger.info("instance \"\(instance.name)\": provider \(store.provider.name)\(detail), \(instance.keySpec.rawValue), \(summary.keyIDs) keys (\(summary.versions) versions) in \(store.files.location)")
+            assembly.describe(store, instance)
         }
-        let rules = AccessPolicy.Rules(admins: settings.admins,
-                                       clients: Dictionary(uniqueKeysWithValues: settings.instances.map { ($0.name, $0.clients) }))
-        return BrokerContext(instances: instances, access: AccessPolicy(rules: rules, admins: admins, clients: clients),
+        return BrokerContext(instances: instances, access: AccessPolicy(rules: access.rules, admins: access.admins, clients: access.clients),
                              limits: settings.limits, logger: logger)
     }
 

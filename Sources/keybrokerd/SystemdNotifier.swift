@@ -51,6 +51,7 @@ struct SystemdNotifier: Service {
         var line = "\(broker.instances.count) instance\(broker.instances.count == 1 ? "" : "s"), \(keys) keys loaded, \(broker.requestsServed) requests"
         if failed > 0 { line += ", \(failed) failed loads" }
         if let lastError { line += "; last error: \(lastError)" }
+        if let reloadError = broker.reloads.lastError { line += "; reload failed: \(reloadError); serving the previous configuration" }
         return line
     }
 }

@@ -15,10 +15,7 @@ struct WarmUpService: Service {
             await withTaskGroup(of: Void.self) { group in
                 for instance in settings.instances {
                     guard let store = broker.instances[instance.name] else { continue }
-                    group.addTask {
-                        await (store.provider as? any StartupCheckingProvider)?.prepare()
-                        await store.warmUp(concurrency: instance.prefetchConcurrency)
-                    }
+                    group.addTask { await BrokerAssembly.warmUp(store, instance) }
                 }
             }
         }
