@@ -36,7 +36,7 @@ let package = Package(
         // Foundations: shared helpers, locked memory, the wire format, settings and policy values.
         .target(name: "SystemSupport"),
         .target(name: "SecureMemory", dependencies: ["CKeybrokerCrypto", "CKeybrokerSystem", "SystemSupport"]),
-        .target(name: "BrokerProtocol", dependencies: [nioCore]),
+        .target(name: "BrokerProtocol", dependencies: ["SystemSupport", nioCore]),
         .target(name: "KMIPProtocol"),
         .target(name: "ProviderSettings"),
         .target(name: "BrokerPolicy"),

@@ -10,6 +10,7 @@ import NIOCore
 //               connection handler feeds it)        ┘  offset, never past the end of the input
 //     each payload ──▶ Request(payload:)  ──▶ re-encodes to the same frame bytes, or an error that
 //                  ──▶ Response(payload:) ──▶ carries the request id exactly when it is readable
+//                      (STATUS and ADMIN documents are read too: a document or an error, never a crash)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -136,6 +137,15 @@ private func checkResponse(_ payload: [UInt8]) {
         var encoded = ByteBuffer()
         encoded.writeResponse(response)
         check(Array(encoded.readableBytesView.dropFirst(4)) == payload, "response does not re-encode to its bytes: \(response)")
+        // keybrokerctl reads these documents from the broker: any text is an error or a document.
+        switch response.body {
+        case let .status(json): _ = try? StatusDocument(json: json)
+        case let .admin(json):
+            _ = try? RewrapAnswer(json: json)
+            _ = try? RewrapIntoAnswer(json: json)
+            _ = try? UnlockAnswer(json: json)
+        default: break
+        }
     } catch {
         check(!error.message.isEmpty, "error without a message")
         if payload.count >= 6 {

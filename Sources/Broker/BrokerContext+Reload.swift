@@ -1,3 +1,4 @@
+import BrokerProtocol
 import BrokerPolicy
 import KeyStore
 import Logging
@@ -61,14 +62,10 @@ public final class ReloadRecord: Sendable {
     /// nil when the last reload succeeded (or none was made).
     public var lastError: String? { state.withLock { $0.lastError } }
 
-    var document: JSONValue {
+    var status: StatusDocument.Reload {
         state.withLock { state in
-            .object([
-                ("succeeded", .int(state.succeeded)),
-                ("failed", .int(state.failed)),
-                ("last_at", state.lastAt.map { .string(CivilTime(unix: $0).iso8601) } ?? .null),
-                ("last_error", state.lastError.map { .string($0) } ?? .null),
-            ])
+            StatusDocument.Reload(succeeded: state.succeeded, failed: state.failed,
+                                  lastAt: state.lastAt.map { CivilTime(unix: $0).iso8601 }, lastError: state.lastError)
         }
     }
 }

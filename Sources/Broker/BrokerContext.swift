@@ -1,4 +1,5 @@
 import BrokerPolicy
+import BrokerProtocol
 import Glibc
 import KeyStore
 import Logging
@@ -49,50 +50,33 @@ public final class BrokerContext: Sendable {
     }
 
     /// STATUS: the daemon and the instances the caller may see.
-    func statusDocument(visibleInstances names: [String], boundInstance: String) -> String {
+    func statusDocument(visibleInstances names: [String], boundInstance: String) -> StatusDocument {
         let pool = LockedMemoryPool.shared.statistics
         let uptime = ContinuousClock.now - startedAt
-        var instanceMembers: [(String, JSONValue)] = []
-        for name in names.sorted() {
-            guard let store = instances[name] else { continue }
+        let table = instances
+        let visible = names.sorted().compactMap { name -> StatusDocument.Instance? in
+            guard let store = table[name] else { return nil }
             let summary = store.summary()
-            let listed = summary.newest.prefix(500)
-            instanceMembers.append((name, .object([
-                ("provider", .string(store.provider.name)),
-                ("provider_status", (store.provider as? any StatusReportingProvider)?.statusNote.map { .string($0) } ?? .null),
-                ("key_ids", .int(summary.keyIDs)),
-                ("versions", .int(summary.versions)),
-                ("loaded", .int(summary.loaded)),
-                ("pending", .int(summary.pending)),
-                ("failed", .int(summary.failedLoads)),
-                ("last_error", summary.lastError.map { .string($0) } ?? .null),
-                ("keys", .array(listed.map { .object([("id", .int(Int($0.keyID))), ("latest", .int(Int($0.version)))]) })),
-                ("keys_truncated", .bool(listed.count < summary.newest.count)),
-            ])))
+            let listed = summary.newest.prefix(StatusDocument.maximumListedKeys)
+            return StatusDocument.Instance(
+                name: name, provider: store.provider.name,
+                providerStatus: (store.provider as? any StatusReportingProvider)?.statusNote,
+                keyIDs: summary.keyIDs, versions: summary.versions, loaded: summary.loaded, pending: summary.pending,
+                failed: summary.failedLoads, lastError: summary.lastError, keys: listed.map { KeyRef(keyID: $0.keyID, version: $0.version) },
+                keysTruncated: listed.count < summary.newest.count)
         }
-        let document: JSONValue = .object([
-            ("server", .string(Self.serverName)),
-            ("protocol", .int(1)),
-            ("uptime_s", .int(Int(uptime.components.seconds))),
-            ("instance", .string(boundInstance)),
-            ("connections", .int(counters.connections.load(ordering: .relaxed))),
-            ("requests", .int(counters.requests.load(ordering: .relaxed))),
-            ("errors", .int(counters.errors.load(ordering: .relaxed))),
-            ("denied", .int(counters.denied.load(ordering: .relaxed))),
-            ("malformed", .int(counters.malformed.load(ordering: .relaxed))),
-            ("timed_out", .int(counters.timedOut.load(ordering: .relaxed))),
-            ("refused_connections", .int(counters.rejectedConnections.load(ordering: .relaxed))),
-            ("locked_memory", .object([
-                ("pages", .int(pool.pages)),
-                ("keys", .int(pool.slotsInUse)),
-                ("unlocked_pages", .int(pool.unlockedPages)),
+        return StatusDocument(
+            server: Self.serverName, uptimeSeconds: Int(uptime.components.seconds), instance: boundInstance,
+            connections: counters.connections.load(ordering: .relaxed), requests: counters.requests.load(ordering: .relaxed),
+            errors: counters.errors.load(ordering: .relaxed), denied: counters.denied.load(ordering: .relaxed),
+            malformed: counters.malformed.load(ordering: .relaxed), timedOut: counters.timedOut.load(ordering: .relaxed),
+            refusedConnections: counters.rejectedConnections.load(ordering: .relaxed),
+            lockedMemory: StatusDocument.LockedMemory(
+                pages: pool.pages, keys: pool.slotsInUse, unlockedPages: pool.unlockedPages,
                 // What the kernel shows as VmLck in /proc/PID/status.
-                ("locked_kib", .int((pool.pages - pool.unlockedPages) * pool.pageSize / 1024)),
-                ("lock_error", pool.lastLockError == 0 ? .null : .string(errnoText(pool.lastLockError))),
-            ])),
-            ("reload", reloads.document),
-            ("instances", .object(instanceMembers)),
-        ])
-        return document.serialized
+                lockedKiB: (pool.pages - pool.unlockedPages) * pool.pageSize / 1024,
+                lockError: pool.lastLockError == 0 ? nil : errnoText(pool.lastLockError)),
+            reload: reloads.status,
+            instances: visible)
     }
 }

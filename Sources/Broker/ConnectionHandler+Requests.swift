@@ -8,7 +8,7 @@ import SecureMemory
 /// is in memory and from a task otherwise.
 extension ConnectionHandler {
     func handle(_ request: Request, context: ChannelHandlerContext) {
-        let op = request.op.rawValue
+        let op = request.op
         let id = request.requestID
         if case let .hello(version, instance, client) = request.body {
             hello(context: context, requestID: id, version: version, instance: instance, client: client)
@@ -24,54 +24,54 @@ extension ConnectionHandler {
             break
         case let .latestKey(keyID):
             if let cached = session.store.cachedLatest(keyID: keyID) {
-                answer(context: context) { Self.writeKey(&$0, op: op, requestID: id, version: cached.version, key: cached.key) }
+                answer(context: context) { Self.writeLatestKey(&$0, requestID: id, version: cached.version, key: cached.key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
                 let (version, key) = try await session.store.latest(keyID: keyID)
-                return Self.encodeKey(op: op, requestID: id, version: version, key: key)
+                return Self.encoded(capacity: 16 + key.count) { Self.writeLatestKey(&$0, requestID: id, version: version, key: key) }
             }
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
             if let key = session.store.cachedKey(ref) {
-                answer(context: context) { Self.writeKey(&$0, op: op, requestID: id, version: nil, key: key) }
+                answer(context: context) { Self.writeGetKey(&$0, requestID: id, key: key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
                 let key = try await session.store.key(ref)
-                return Self.encodeKey(op: op, requestID: id, version: nil, key: key)
+                return Self.encoded(capacity: 16 + key.count) { Self.writeGetKey(&$0, requestID: id, key: key) }
             }
         case let .rotate(keyID):
-            rotate(context: context, store: session.store, op: op, requestID: id, keyID: keyID)
+            rotate(context: context, store: session.store, requestID: id, keyID: keyID)
         case let .admin(command):
-            admin(context: context, session: session, op: op, requestID: id, command: command)
+            admin(context: context, session: session, requestID: id, command: command)
         case .info:
-            answerInfo(context: context, store: session.store, op: op, requestID: id)
+            answerInfo(context: context, store: session.store, requestID: id)
         case .status:
             let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
-            let json = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
-            answer(context: context) { $0.writeResponse(op: op, requestID: id, status: .ok) { $0.writeProtocolString(json) } }
+            let document = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
+            answer(context: context) { $0.writeStatusAnswer(requestID: id, document: document) }
         }
     }
 
-    private func rotate(context: ChannelHandlerContext, store: InstanceKeyStore, op: UInt8, requestID id: UInt32, keyID: UInt32) {
+    private func rotate(context: ChannelHandlerContext, store: InstanceKeyStore, requestID id: UInt32, keyID: UInt32) {
         let maximumRotated = ProtocolConstants.maximumRotatedKeys
         if keyID == ProtocolConstants.allKeys, case let keys = store.summary().keyIDs, keys > maximumRotated {
-            fail(context: context, op: op, requestID: id, status: .badRequest,
+            fail(context: context, op: .rotate, requestID: id, status: .badRequest,
                  message: "instance \"\(store.name)\" has \(keys) keys and one ROTATE answers for at most \(maximumRotated); rotate them by id", close: false)
             return
         }
-        answerLater(context: context, op: op, requestID: id) {
-            try await RotateAnswer.rotate(store, keyID: keyID, op: op, requestID: id)
+        answerLater(context: context, op: .rotate, requestID: id) {
+            try await RotateAnswer.rotate(store, keyID: keyID, requestID: id)
         }
     }
 
     /// INFO: what the bound instance is. LOCKED while it waits for its first `keybrokerctl unlock`,
     /// so a client starting now knows to wait rather than fail on its first key.
-    private func answerInfo(context: ChannelHandlerContext, store: InstanceKeyStore, op: UInt8, requestID id: UInt32) {
+    private func answerInfo(context: ChannelHandlerContext, store: InstanceKeyStore, requestID id: UInt32) {
         let provider = store.provider
         if let unlockable = provider as? any UnlockableProvider, unlockable.awaitsUnlock {
-            fail(context: context, op: op, requestID: id, status: .locked,
+            fail(context: context, op: .info, requestID: id, status: .locked,
                  message: "instance \"\(store.name)\" waits for two-factor start: run keybrokerctl unlock --instance \(store.name) --token-code NNNNNN",
                  close: false)
             return
@@ -80,29 +80,30 @@ extension ConnectionHandler {
         if let masterKey = provider.masterKeyName { fields.append(("master_key", masterKey)) }
         if let location = provider.masterKeyLocation { fields.append(("location", location)) }
         let info = InstanceInfo(fields)
-        answer(context: context) { $0.writeResponse(Response(op: op, requestID: id, status: .ok, body: .info(info))) }
+        answer(context: context) { $0.writeInfoAnswer(requestID: id, info: info) }
     }
 
     // MARK: Answers
 
-    static func writeKey(_ buffer: inout ByteBuffer, op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) {
-        buffer.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
-            if let version { buffer.writeInteger(version) }
-            buffer.writeInteger(UInt16(key.count))
-            key.withUnsafeBytes { _ = buffer.writeBytes($0) }
-        }
+    /// Key bytes go from locked memory straight into the frame.
+    static func writeLatestKey(_ buffer: inout ByteBuffer, requestID: UInt32, version: UInt32, key: SecureBytes) {
+        key.withUnsafeBytes { buffer.writeLatestKeyAnswer(requestID: requestID, version: version, key: $0) }
     }
 
-    static func encodeKey(op: UInt8, requestID: UInt32, version: UInt32?, key: SecureBytes) -> ByteBuffer {
+    static func writeGetKey(_ buffer: inout ByteBuffer, requestID: UInt32, key: SecureBytes) {
+        key.withUnsafeBytes { buffer.writeGetKeyAnswer(requestID: requestID, key: $0) }
+    }
+
+    static func encoded(capacity: Int, _ write: (inout ByteBuffer) -> Void) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(16 + key.count)
-        writeKey(&buffer, op: op, requestID: requestID, version: version, key: key)
+        buffer.reserveCapacity(capacity)
+        write(&buffer)
         return buffer
     }
 
     /// Runs `answer` off the event loop; what it encodes, or the error it throws, is written on
     /// the event loop and counted against the output budget like any answer.
-    func answerLater(context: ChannelHandlerContext, op: UInt8, requestID: UInt32,
+    func answerLater(context: ChannelHandlerContext, op: Opcode, requestID: UInt32,
                      _ answer: @escaping @Sendable () async throws -> ByteBuffer) {
         guard inFlight < broker.limits.maxInFlightPerConnection else {
             let uid = peerUID
@@ -144,7 +145,7 @@ extension ConnectionHandler {
         write(buffer, context: context, then: finished)
     }
 
-    private static func encodeAnswer(op: UInt8, requestID: UInt32, broker: BrokerContext,
+    private static func encodeAnswer(op: Opcode, requestID: UInt32, broker: BrokerContext,
                                      _ answer: @Sendable () async throws -> ByteBuffer) async -> ByteBuffer {
         do {
             let buffer = try await answer()

@@ -43,7 +43,7 @@ extension ConnectionHandler {
     }
 
     func hello(context: ChannelHandlerContext, requestID: UInt32, version: UInt16, instance: String, client: String) {
-        let op = Opcode.hello.rawValue
+        let op = Opcode.hello
         if let session {
             fail(context: context, op: op, requestID: requestID, status: .badRequest,
                  message: "this connection is already bound to instance \"\(session.instance)\"; open a new connection for another instance", close: true)
@@ -83,11 +83,6 @@ extension ConnectionHandler {
         admission.authenticated()
         logger[metadataKey: "instance"] = "\(instance)"
         logger.debug("uid \(peer.uid) (pid \(peer.pid), client \(shownClient)) uses instance \"\(instance)\"\(isAdmin ? " as admin" : "")")
-        answer(context: context) {
-            $0.writeResponse(op: op, requestID: requestID, status: .ok) { buffer in
-                buffer.writeInteger(ProtocolConstants.version)
-                buffer.writeProtocolString(BrokerContext.serverName)
-            }
-        }
+        answer(context: context) { $0.writeHelloAnswer(requestID: requestID, server: BrokerContext.serverName) }
     }
 }

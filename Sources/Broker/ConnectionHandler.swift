@@ -280,13 +280,23 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     // MARK: Failures
 
-    func fail(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, status: ResponseStatus, message: String, close: Bool) {
-        if status != .ok { broker.counters.errors.add(1, ordering: .relaxed) }
+    func fail(context: ChannelHandlerContext, op: Opcode, requestID: UInt32, status: ResponseStatus, message: String, close: Bool) {
+        fail(context: context, op: op.rawValue, requestID: requestID, status: status, message: message, close: close)
+    }
+
+    /// `op` is a byte: an unknown op is echoed too.
+    private func fail(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, status: ResponseStatus, message: String, close: Bool) {
+        broker.counters.errors.add(1, ordering: .relaxed)
         answer(context: context) { $0.writeFailure(op: op, requestID: requestID, status: status, message: message) }
         if close { closeAfterWriting(context: context) }
     }
 
     private func refuseMalformed(context: ChannelHandlerContext, _ error: ProtocolError) {
+        if !error.closesConnection, let requestID = error.requestID {
+            // A sound frame asking for something that does not exist (an unknown ADMIN command).
+            fail(context: context, op: error.op ?? 0, requestID: requestID, status: error.status, message: error.message, close: false)
+            return
+        }
         broker.counters.malformed.add(1, ordering: .relaxed)
         let uid = peerUID
         broker.peerLog.report(.malformed, uid: uid, level: .warning, metadata: ["peer_uid": "\(uid)", "event": "peer_malformed"]) {

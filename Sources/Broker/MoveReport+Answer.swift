@@ -1,17 +1,10 @@
+import BrokerProtocol
 import KeyStore
-import SystemSupport
 
 extension InstanceKeyStore.MoveReport {
     /// The ADMIN answer to `rewrap-into INSTANCE` (docs/protocol.md).
-    func answerMembers(from instance: String, into target: InstanceKeyStore) -> [(String, JSONValue)] {
-        [
-            ("instance", .string(instance)),
-            ("into", .string(target.name)),
-            ("provider", .string(target.provider.name)),
-            ("copied", .int(copied.count)),
-            ("present", .int(present.count)),
-            ("failed", .array(failed.map { .object([("id", .int(Int($0.ref.keyID))), ("version", .int(Int($0.ref.version))),
-                                                   ("error", .string($0.message))]) })),
-        ]
+    func answer(from instance: String, into target: InstanceKeyStore) -> RewrapIntoAnswer {
+        RewrapIntoAnswer(instance: instance, into: target.name, provider: target.provider.name, copied: copied.count, present: present.count,
+                         failed: failed.map { KeyVersionFailure(ref: $0.ref, message: $0.message) })
     }
 }

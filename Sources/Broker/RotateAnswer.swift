@@ -6,12 +6,12 @@ import NIOCore
 /// failed, PARTIAL with each key's result (docs/protocol.md), so the keys that were rotated are
 /// not reported as an error; when no key was rotated, the first key's error.
 enum RotateAnswer {
-    static func rotate(_ store: InstanceKeyStore, keyID: UInt32, op: UInt8, requestID: UInt32) async throws(KeyStoreError) -> ByteBuffer {
+    static func rotate(_ store: InstanceKeyStore, keyID: UInt32, requestID: UInt32) async throws(KeyStoreError) -> ByteBuffer {
         let outcome = try await store.rotateEach(keyID: keyID == ProtocolConstants.allKeys ? nil : keyID)
         let rotated = outcome.rotated
         var buffer = ByteBuffer()
         guard let first = outcome.failed.first else {
-            buffer.writeResponse(Response(op: op, requestID: requestID, status: .ok, body: .rotate(rotated)))
+            buffer.writeRotateAnswer(requestID: requestID, rotated: rotated)
             return buffer
         }
         if rotated.isEmpty { throw first.error }
@@ -20,7 +20,7 @@ enum RotateAnswer {
                 + "key \(first.keyID) failed: \(first.error.message)",
             rotated: rotated,
             failed: outcome.failed.map { RotationReport.Failure(keyID: $0.keyID, status: ConnectionHandler.status(for: $0.error.code)) })
-        buffer.writeResponse(Response(op: op, requestID: requestID, status: .partial, body: .partialRotation(report)))
+        buffer.writePartialRotationAnswer(requestID: requestID, report: report)
         return buffer
     }
 }

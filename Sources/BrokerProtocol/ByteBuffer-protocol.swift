@@ -1,25 +1,37 @@
 import NIOCore
 
+/// The two building blocks of every message: frames (`length:u32 payload`) and strings
+/// (`len:u16 bytes`, UTF-8).
 extension ByteBuffer {
-    /// Writes `length:u32` followed by what `body` writes, filling in the length afterwards.
+    /// Writes `length:u32` followed by what `payload` writes, through NIOCore's length prefix.
     @inlinable
-    public mutating func writeFrame(_ body: (inout ByteBuffer) -> Void) {
-        let lengthIndex = writerIndex
-        writeInteger(UInt32(0))
-        body(&self)
-        setInteger(UInt32(writerIndex - lengthIndex - 4), at: lengthIndex)
+    mutating func writeFramed(_ payload: (inout ByteBuffer) -> Void) {
+        do {
+            try writeLengthPrefixed(as: UInt32.self) { buffer in
+                let start = buffer.writerIndex
+                payload(&buffer)
+                return buffer.writerIndex - start
+            }
+        } catch {
+            // A ByteBuffer never holds more than UInt32.max bytes, so the length always fits.
+            preconditionFailure("a frame longer than UInt32.max bytes")
+        }
     }
 
-    /// `len:u16 bytes`, UTF-8. Strings longer than 65535 bytes are cut at a character boundary.
-    public mutating func writeProtocolString(_ string: String) {
-        var utf8 = Array(string.utf8)
-        if utf8.count > Int(UInt16.max) {
-            utf8 = Array(utf8.prefix(Int(UInt16.max)))
-            while let last = utf8.last, last & 0xC0 == 0x80 { utf8.removeLast() }
-            if let last = utf8.last, last >= 0xC0 { utf8.removeLast() }
+    /// `len:u16 bytes`, UTF-8. Strings longer than `limit` bytes are cut at a character boundary.
+    public mutating func writeProtocolString(_ string: String, limit: Int = Int(UInt16.max)) {
+        let utf8 = string.utf8
+        if utf8.count <= min(limit, Int(UInt16.max)) {
+            writeInteger(UInt16(utf8.count))
+            writeString(string)
+            return
         }
-        writeInteger(UInt16(utf8.count))
-        writeBytes(utf8)
+        let bytes = Array(utf8)
+        // Back up from the first byte left out to the start of its character.
+        var end = min(limit, Int(UInt16.max))
+        while end > 0, bytes[end] & 0xC0 == 0x80 { end -= 1 }
+        writeInteger(UInt16(end))
+        writeBytes(bytes[..<end])
     }
 
     mutating func readProtocolString(field: String, requestID: UInt32, op: UInt8) throws(ProtocolError) -> String {
@@ -33,56 +45,5 @@ extension ByteBuffer {
             throw ProtocolError(requestID: requestID, op: op, message: "\(field) string is not valid UTF-8")
         }
         return string
-    }
-
-    /// Writes a response header for `op`/`requestID` with `status`, framed; `body` writes the rest.
-    @inlinable
-    public mutating func writeResponse(op: UInt8, requestID: UInt32, status: ResponseStatus, _ body: (inout ByteBuffer) -> Void) {
-        writeFrame { buffer in
-            buffer.writeInteger(op)
-            buffer.writeInteger(requestID)
-            buffer.writeInteger(status.rawValue)
-            body(&buffer)
-        }
-    }
-
-    /// A non-OK response: `message:string`.
-    public mutating func writeFailure(op: UInt8, requestID: UInt32, status: ResponseStatus, message: String) {
-        writeResponse(op: op, requestID: requestID, status: status) { $0.writeProtocolString(message) }
-    }
-
-    /// A REFUSED response: `message:string code:string key:string`.
-    public mutating func writeRefusal(op: UInt8, requestID: UInt32, _ refusal: KeyServiceRefusal) {
-        writeResponse(op: op, requestID: requestID, status: .refused) { refusal.write(to: &$0) }
-    }
-
-    /// Encodes a response value (clients and tests; the daemon writes key bytes directly).
-    public mutating func writeResponse(_ response: Response) {
-        writeResponse(op: response.op, requestID: response.requestID, status: response.status) { buffer in
-            switch response.body {
-            case let .hello(version, server):
-                buffer.writeInteger(version)
-                buffer.writeProtocolString(server)
-            case let .latestKey(version, key):
-                buffer.writeInteger(version)
-                buffer.writeInteger(UInt16(key.count))
-                buffer.writeBytes(key)
-            case let .getKey(key):
-                buffer.writeInteger(UInt16(key.count))
-                buffer.writeBytes(key)
-            case let .rotate(keys):
-                RotatedKey.write(keys, to: &buffer)
-            case let .partialRotation(report):
-                report.write(to: &buffer)
-            case let .status(json), let .admin(json):
-                buffer.writeProtocolString(json)
-            case let .info(info):
-                info.write(to: &buffer)
-            case let .refusal(refusal):
-                refusal.write(to: &buffer)
-            case let .failure(message):
-                buffer.writeProtocolString(message)
-            }
-        }
     }
 }

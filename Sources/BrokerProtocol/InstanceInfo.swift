@@ -29,8 +29,8 @@ public struct InstanceInfo: Sendable, Equatable {
     func write(to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt16(fields.count))
         for field in fields {
-            buffer.writeProtocolString(KeyServiceRefusal.cut(field.name))
-            buffer.writeProtocolString(KeyServiceRefusal.cut(field.value))
+            buffer.writeProtocolString(field.name, limit: KeyServiceRefusal.maximumFieldLength)
+            buffer.writeProtocolString(field.value, limit: KeyServiceRefusal.maximumFieldLength)
         }
     }
 

@@ -25,22 +25,13 @@ public struct KeyServiceRefusal: Sendable, Equatable {
 
     func write(to buffer: inout ByteBuffer) {
         buffer.writeProtocolString(message)
-        buffer.writeProtocolString(Self.cut(code))
-        buffer.writeProtocolString(Self.cut(key))
+        buffer.writeProtocolString(code, limit: Self.maximumFieldLength)
+        buffer.writeProtocolString(key, limit: Self.maximumFieldLength)
     }
 
     init(reading buffer: inout ByteBuffer, requestID: UInt32, op: UInt8) throws(ProtocolError) {
         message = try buffer.readProtocolString(field: "message", requestID: requestID, op: op)
         code = try buffer.readProtocolString(field: "code", requestID: requestID, op: op)
         key = try buffer.readProtocolString(field: "key", requestID: requestID, op: op)
-    }
-
-    /// At most `maximumFieldLength` bytes, cut at a character boundary.
-    static func cut(_ text: String) -> String {
-        guard text.utf8.count > maximumFieldLength else { return text }
-        var bytes = Array(text.utf8.prefix(maximumFieldLength))
-        while let last = bytes.last, last & 0xC0 == 0x80 { bytes.removeLast() }
-        if let last = bytes.last, last >= 0xC0 { bytes.removeLast() }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

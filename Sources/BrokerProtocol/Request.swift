@@ -8,8 +8,7 @@ public struct Request: Sendable, Equatable {
         case getKey(keyID: UInt32, version: UInt32)
         case rotate(keyID: UInt32)
         case status
-        /// `command` is "VERB [ARGUMENT]", e.g. "rewrap alias/new-master" or "unlock 123456".
-        case admin(command: String)
+        case admin(AdminCommand)
         /// Extension: what the bound instance is (`InstanceInfo`).
         case info
     }
@@ -49,6 +48,9 @@ public struct Request: Sendable, Equatable {
         func fail(_ what: String) -> ProtocolError {
             ProtocolError(requestID: requestID, op: opByte, message: what)
         }
+        func requireEnd(_ buffer: ByteBuffer) throws(ProtocolError) {
+            if buffer.readableBytes != 0 { throw fail("\(buffer.readableBytes) unexpected bytes after the \(op) body") }
+        }
         let body: Body
         switch op {
         case .hello:
@@ -69,20 +71,21 @@ public struct Request: Sendable, Equatable {
             body = .rotate(keyID: keyID)
         case .status:
             body = .status
-        case .admin:
-            body = .admin(command: try buffer.readProtocolString(field: "command", requestID: requestID, op: opByte))
         case .info:
             body = .info
+        case .admin:
+            let text = try buffer.readProtocolString(field: "command", requestID: requestID, op: opByte)
+            // The frame is checked first: only a sound frame with wrong words leaves the connection open.
+            try requireEnd(buffer)
+            body = .admin(try AdminCommand(text: text, requestID: requestID, op: opByte))
         }
-        if buffer.readableBytes != 0 {
-            throw fail("\(buffer.readableBytes) unexpected bytes after the \(op) body")
-        }
+        try requireEnd(buffer)
         self.init(requestID: requestID, body: body)
     }
 
     /// Writes the whole frame, length prefix included.
     public func encode(into buffer: inout ByteBuffer) {
-        buffer.writeFrame { buffer in
+        buffer.writeFramed { buffer in
             buffer.writeInteger(op.rawValue)
             buffer.writeInteger(requestID)
             switch body {
@@ -98,7 +101,7 @@ public struct Request: Sendable, Equatable {
             case .status, .info:
                 break
             case let .admin(command):
-                buffer.writeProtocolString(command)
+                buffer.writeProtocolString(command.text)
             }
         }
     }

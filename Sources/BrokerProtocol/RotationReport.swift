@@ -45,11 +45,8 @@ public struct RotationReport: Sendable, Equatable {
         self.failed = failed
     }
 
-    public func write(to buffer: inout ByteBuffer) {
-        var cut = Array(message.utf8.prefix(ProtocolConstants.maximumPartialMessageLength))
-        while let last = cut.last, last & 0xC0 == 0x80 { cut.removeLast() }
-        if let last = cut.last, last >= 0xC0 { cut.removeLast() }
-        buffer.writeProtocolString(String(decoding: cut, as: UTF8.self))
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeProtocolString(message, limit: ProtocolConstants.maximumPartialMessageLength)
         RotatedKey.write(rotated, to: &buffer)
         buffer.writeInteger(UInt32(failed.count))
         for failure in failed {

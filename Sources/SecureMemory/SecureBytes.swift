@@ -88,3 +88,11 @@ extension Array where Element == UInt8 {
         withUnsafeMutableBytes { CKB_cleanse($0.baseAddress, $0.count) }
     }
 }
+
+extension UnsafeRawBufferPointer {
+    /// Zeroes bytes that held a secret in a buffer the caller owns (a frame sent or received),
+    /// in a way the compiler does not remove.
+    public func cleanse() {
+        CKB_cleanse(UnsafeMutableRawPointer(mutating: baseAddress), count)
+    }
+}

@@ -6,14 +6,25 @@ import Glibc
 import KeyStore
 import SystemSupport
 
-/// Sends one ADMIN command (protocol extension 0x06) and returns its JSON answer.
-func adminCommand(_ options: GlobalOptions, _ command: String, timeoutSeconds: Int) throws(CommandError) -> [String: Any] {
+/// Sends one ADMIN command (protocol extension 0x06) and reads its answer document.
+func adminCommand<Answer: AdminAnswer>(_ options: GlobalOptions, _ command: AdminCommand, timeoutSeconds: Int,
+                                       answer: Answer.Type) throws(CommandError) -> Answer {
     var connection = try options.connect(timeoutSeconds: timeoutSeconds)
     defer { connection.close() }
-    guard case let .admin(json) = try connection.call(.admin(command: command)),
-          let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
-    else { throw CommandError("the broker's answer to \"\(command.split(separator: " ").first ?? "")\" is not a JSON object") }
-    return object
+    guard case let .admin(json) = try connection.call(.admin(command)) else {
+        throw CommandError("unexpected answer to \(command.verb)")
+    }
+    do {
+        return try Answer(json: json)
+    } catch {
+        throw CommandError("cannot read the broker's answer: \(error.description)")
+    }
+}
+
+private func printFailures(_ failed: [KeyVersionFailure]) {
+    for failure in failed {
+        print("key \(failure.ref.keyID) version \(failure.ref.version): FAILED: \(failure.message)")
+    }
 }
 
 struct Rewrap: ParsableCommand {
@@ -40,27 +51,21 @@ struct Rewrap: ParsableCommand {
 
     func run() throws {
         if let into {
-            let answer = try adminCommand(options, "rewrap-into \(into)", timeoutSeconds: 3600)
-            let failed = answer["failed"] as? [[String: Any]] ?? []
-            print("copied \(answer["copied"] ?? 0) key versions of instance \"\(options.instance)\" into instance \"\(into)\" (provider \(answer["provider"] ?? "?")); \(answer["present"] ?? 0) were there already")
-            for failure in failed {
-                print("key \(failure["id"] ?? "?") version \(failure["version"] ?? "?"): FAILED: \(failure["error"] ?? "?")")
-            }
-            if !failed.isEmpty {
-                throw CommandError("\(failed.count) key versions were not copied; fix the cause and run rewrap --into again (copied ones are kept)")
+            let answer = try adminCommand(options, .rewrapInto(instance: into), timeoutSeconds: 3600, answer: RewrapIntoAnswer.self)
+            print("copied \(answer.copied) key versions of instance \"\(options.instance)\" into instance \"\(into)\" (provider \(answer.provider)); \(answer.present) were there already")
+            printFailures(answer.failed)
+            if !answer.failed.isEmpty {
+                throw CommandError("\(answer.failed.count) key versions were not copied; fix the cause and run rewrap --into again (copied ones are kept)")
             }
             print("instance \"\(into)\" now serves every key of \"\(options.instance)\"; point MariaDB at it (keybroker_key_management_instance) or swap the instance names in the configuration")
             return
         }
         guard let target else { return }
-        let answer = try adminCommand(options, "rewrap \(target)", timeoutSeconds: 3600)
-        let failed = answer["failed"] as? [[String: Any]] ?? []
-        print("rewrapped \(answer["rewrapped"] ?? 0) key versions of instance \"\(options.instance)\" under \(target)")
-        for failure in failed {
-            print("key \(failure["id"] ?? "?") version \(failure["version"] ?? "?"): FAILED: \(failure["error"] ?? "?")")
-        }
-        if !failed.isEmpty {
-            throw CommandError("\(failed.count) key versions were not rewrapped (their old files are kept); fix the cause and run rewrap again")
+        let answer = try adminCommand(options, .rewrap(masterKey: target), timeoutSeconds: 3600, answer: RewrapAnswer.self)
+        print("rewrapped \(answer.rewrapped) key versions of instance \"\(options.instance)\" under \(target)")
+        printFailures(answer.failed)
+        if !answer.failed.isEmpty {
+            throw CommandError("\(answer.failed.count) key versions were not rewrapped (their old files are kept); fix the cause and run rewrap again")
         }
         print("now set master_key_id = \"\(target)\" in [instances.\(options.instance)] so new keys use it too, and restart keybrokerd")
     }
@@ -78,8 +83,8 @@ struct Unlock: ParsableCommand {
     }
 
     func run() throws {
-        let answer = try adminCommand(options, "unlock \(tokenCode)", timeoutSeconds: 60)
-        print(answer["message"] as? String ?? "unlocked")
+        let answer = try adminCommand(options, .unlock(tokenCode: tokenCode), timeoutSeconds: 60, answer: UnlockAnswer.self)
+        print(answer.message)
     }
 }
 
@@ -193,10 +198,10 @@ struct Import: ParsableCommand {
         defer { connection.close() }
         for ref in present {
             do {
-                guard case var .getKey(bytes) = try connection.call(.getKey(keyID: ref.keyID, version: ref.version)) else {
+                guard case let .getKey(bytes) = try connection.call(.getKey(keyID: ref.keyID, version: ref.version)) else {
                     throw CommandError("unexpected answer to GET_KEY")
                 }
-                let key = secureKey(&bytes)
+                let key = secureKey(bytes)
                 print("key \(ref.keyID) version \(ref.version): loaded (\(key.count * 8) bits, fingerprint \(key.fingerprint))")
             } catch {
                 print("key \(ref.keyID) version \(ref.version): FAILED to load: \(error)")

@@ -33,22 +33,22 @@ struct BrokerConnection {
         nextRequestID += 1
         var buffer = ByteBuffer()
         request.encode(into: &buffer)
-        let bytes = buffer.readableBytesView
-        var sent = 0
-        while sent < bytes.count {
-            let count = Array(bytes.dropFirst(sent)).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        while buffer.readableBytes > 0 {
+            let count = buffer.withUnsafeReadableBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count < 0, errno == EINTR { continue }
             guard count > 0 else { throw CommandError("cannot send to \(path): \(errnoText(errno))") }
-            sent += count
+            buffer.moveReaderIndex(forwardBy: count)
         }
-        let header = try receive(4)
-        let length = header.reduce(0) { $0 << 8 | Int($1) }
+        var header = try receive(4)
+        let length = Int(header.readInteger(as: UInt32.self)!)
         guard (1...ProtocolConstants.maximumFrameLength).contains(length) else {
             throw CommandError("the broker sent a frame of \(length) bytes, outside protocol v1's limits")
         }
+        // Key bytes stay in this buffer until the caller has moved them to locked memory (secureKey).
         let payload = try receive(length)
         let response: Response
         do {
-            response = try Response(payload: ByteBuffer(bytes: payload))
+            response = try Response(payload: payload)
         } catch {
             throw CommandError("cannot read the broker's response: \(error.message)")
         }
@@ -64,18 +64,24 @@ struct BrokerConnection {
         return response.body
     }
 
-    private func receive(_ count: Int) throws(CommandError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var received = 0
-        while received < count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress! + received, count - received, 0) }
+    private func receive(_ count: Int) throws(CommandError) -> ByteBuffer {
+        var bytes = ByteBuffer()
+        bytes.reserveCapacity(count)
+        while bytes.readableBytes < count {
+            let wanted = count - bytes.readableBytes
+            var n = 0
+            var failure: Int32 = 0
+            bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) { space in
+                n = Glibc.recv(fd, space.baseAddress, wanted, 0)
+                failure = n < 0 ? errno : 0
+                return max(n, 0)
+            }
             if n == 0 { throw CommandError("the broker closed the connection") }
             if n < 0 {
-                if errno == EINTR { continue }
-                let reason = errno == EAGAIN ? "timed out waiting for the broker" : errnoText(errno)
+                if failure == EINTR { continue }
+                let reason = failure == EAGAIN ? "timed out waiting for the broker" : errnoText(failure)
                 throw CommandError("cannot read from \(path): \(reason)")
             }
-            received += n
         }
         return bytes
     }

@@ -4,6 +4,7 @@ import BrokerProtocol
 import CKeybrokerSystem
 import Foundation
 import KMS
+import NIOCore
 import SecureMemory
 import SystemSupport
 
@@ -88,10 +89,10 @@ func movingGlobalOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
     return [arguments[index]] + leading + arguments[(index + 1)...]
 }
 
-/// A key received from the broker, moved into locked memory (the array is zeroed).
-func secureKey(_ bytes: inout [UInt8]) -> SecureBytes {
-    defer { bytes.cleanse() }
-    return SecureBytes(copying: bytes)
+/// A key received from the broker, moved into locked memory; its bytes in the received frame are zeroed.
+func secureKey(_ bytes: ByteBuffer) -> SecureBytes {
+    defer { bytes.withUnsafeReadableBytes { $0.cleanse() } }
+    return bytes.withUnsafeReadableBytes { SecureBytes(copying: $0) }
 }
 
 func parseKeyID(_ text: String, what: String = "key id") throws -> UInt32 {
@@ -101,13 +102,21 @@ func parseKeyID(_ text: String, what: String = "key id") throws -> UInt32 {
     return value
 }
 
-func statusDocument(_ options: GlobalOptions) throws(CommandError) -> [String: Any] {
+/// STATUS: the document's text as the broker sent it.
+func statusText(_ options: GlobalOptions) throws(CommandError) -> String {
     var connection = try options.connect()
     defer { connection.close() }
-    guard case let .status(json) = try connection.call(.status),
-          let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
-    else { throw CommandError("the broker's STATUS answer is not a JSON object") }
-    return object
+    guard case let .status(json) = try connection.call(.status) else { throw CommandError("unexpected answer to STATUS") }
+    return json
+}
+
+func statusDocument(_ options: GlobalOptions) throws(CommandError) -> StatusDocument {
+    let json = try statusText(options)
+    do {
+        return try StatusDocument(json: json)
+    } catch {
+        throw CommandError("cannot read the broker's STATUS answer: \(error.description)")
+    }
 }
 
 struct Status: ParsableCommand {
@@ -116,24 +125,25 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Print the raw JSON document.") var json = false
 
     func run() throws {
-        let document = try statusDocument(options)
         if json {
-            let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+            // Every member the broker sent, including those this keybrokerctl does not know.
+            let object = try JSONSerialization.jsonObject(with: Data(try statusText(options).utf8))
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("\(document["server"] ?? "keybrokerd"), up \(document["uptime_s"] ?? 0) s, \(document["connections"] ?? 0) connections, \(document["requests"] ?? 0) requests, \(document["errors"] ?? 0) errors, \(document["denied"] ?? 0) denied")
-        if let reload = document["reload"] as? [String: Any], let at = reload["last_at"] as? String {
-            if let error = reload["last_error"] as? String {
+        let document = try statusDocument(options)
+        print("\(document.server), up \(document.uptimeSeconds) s, \(document.connections) connections, \(document.requests) requests, \(document.errors) errors, \(document.denied) denied")
+        if let at = document.reload.lastAt {
+            if let error = document.reload.lastError {
                 print("reload failed at \(at): \(error); serving the previous configuration")
             } else {
-                print("reloaded at \(at) (\(reload["succeeded"] ?? 0) reloads, \(reload["failed"] ?? 0) failed)")
+                print("reloaded at \(at) (\(document.reload.succeeded) reloads, \(document.reload.failed) failed)")
             }
         }
-        for (name, value) in ((document["instances"] as? [String: Any]) ?? [:]).sorted(by: { $0.key < $1.key }) {
-            guard let instance = value as? [String: Any] else { continue }
-            let lastError = (instance["last_error"] as? String).map { ", last error: \($0)" } ?? ""
-            print("instance \(name): provider \(instance["provider"] ?? "?"), \(instance["key_ids"] ?? 0) keys, \(instance["versions"] ?? 0) versions, \(instance["loaded"] ?? 0) loaded, \(instance["pending"] ?? 0) pending, \(instance["failed"] ?? 0) failed\(lastError)")
+        for instance in document.instances {
+            let lastError = instance.lastError.map { ", last error: \($0)" } ?? ""
+            print("instance \(instance.name): provider \(instance.provider), \(instance.keyIDs) keys, \(instance.versions) versions, \(instance.loaded) loaded, \(instance.pending) pending, \(instance.failed) failed\(lastError)")
         }
     }
 }
@@ -143,16 +153,15 @@ struct List: ParsableCommand {
     @OptionGroup var options: GlobalOptions
 
     func run() throws {
-        let document = try statusDocument(options)
-        guard let instance = (document["instances"] as? [String: Any])?[options.instance] as? [String: Any] else {
+        guard let instance = try statusDocument(options).instance(named: options.instance) else {
             throw CommandError("the broker reported no instance \"\(options.instance)\"")
         }
         print("KEY_ID\tLATEST_VERSION")
-        for key in (instance["keys"] as? [[String: Any]]) ?? [] {
-            print("\(key["id"] ?? "?")\t\(key["latest"] ?? "?")")
+        for key in instance.keys {
+            print("\(key.keyID)\t\(key.version)")
         }
-        if instance["keys_truncated"] as? Bool == true {
-            print("(the list stops at 500 of \(instance["key_ids"] ?? "?") keys)")
+        if instance.keysTruncated {
+            print("(the list stops at \(StatusDocument.maximumListedKeys) of \(instance.keyIDs) keys)")
         }
     }
 }
@@ -166,10 +175,10 @@ struct Latest: ParsableCommand {
         let keyID = try parseKeyID(id)
         var connection = try options.connect()
         defer { connection.close() }
-        guard case .latestKey(let version, var bytes) = try connection.call(.latestKey(keyID: keyID)) else {
+        guard case let .latestKey(version, bytes) = try connection.call(.latestKey(keyID: keyID)) else {
             throw CommandError("unexpected answer to LATEST_KEY")
         }
-        let key = secureKey(&bytes)
+        let key = secureKey(bytes)
         print("key \(keyID) version \(version) (\(key.count * 8) bits, fingerprint \(key.fingerprint))")
     }
 }
@@ -186,7 +195,7 @@ struct GetKey: ParsableCommand {
         let requested = try version.map { try parseKeyID($0, what: "version") }
         var connection = try options.connect()
         defer { connection.close() }
-        var bytes: [UInt8]
+        let bytes: ByteBuffer
         let keyVersion: UInt32
         if let requested {
             guard case let .getKey(received) = try connection.call(.getKey(keyID: keyID, version: requested)) else {
@@ -199,7 +208,7 @@ struct GetKey: ParsableCommand {
             }
             (keyVersion, bytes) = (latest, received)
         }
-        let key = secureKey(&bytes)
+        let key = secureKey(bytes)
         print("key \(keyID) version \(keyVersion) (\(key.count * 8) bits, fingerprint \(key.fingerprint))")
         if reveal {
             var digits = key.withUnsafeBytes { Hex.encodedBytes($0) }

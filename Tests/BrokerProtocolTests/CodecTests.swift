@@ -40,8 +40,10 @@ final class CodecTests: XCTestCase {
             Request(requestID: 3, body: .getKey(keyID: 0xFFFF_FFFE, version: 7)),
             Request(requestID: 4, body: .rotate(keyID: ProtocolConstants.allKeys)),
             Request(requestID: 0xFFFF_FFFF, body: .status),
-            Request(requestID: 5, body: .admin(command: "rewrap alias/next")),
-            Request(requestID: 6, body: .info),
+            Request(requestID: 5, body: .admin(.rewrap(masterKey: "alias/next"))),
+            Request(requestID: 6, body: .admin(.rewrapInto(instance: "kmip"))),
+            Request(requestID: 7, body: .admin(.unlock(tokenCode: "123456"))),
+            Request(requestID: 8, body: .info),
         ]
         for request in requests {
             XCTAssertEqual(try decodeOne(encoded(request)), request)
@@ -66,21 +68,21 @@ final class CodecTests: XCTestCase {
 
     func testEveryResponseRoundTrips() throws {
         let responses: [Response] = [
-            Response(op: 1, requestID: 1, status: .ok, body: .hello(protocolVersion: 1, server: "keybrokerd")),
-            Response(op: 2, requestID: 2, status: .ok, body: .latestKey(version: 3, key: Array(0..<32))),
-            Response(op: 3, requestID: 3, status: .ok, body: .getKey(key: Array(0..<16))),
-            Response(op: 4, requestID: 4, status: .ok, body: .rotate([RotatedKey(keyID: 1, version: 2), RotatedKey(keyID: 5, version: 9)])),
-            Response(op: 5, requestID: 5, status: .ok, body: .status(json: "{\"a\":1}")),
-            Response(op: 6, requestID: 7, status: .ok, body: .admin(json: "{\"rewrapped\":2}")),
-            Response(op: 2, requestID: 6, status: .unavailable, body: .failure(message: "KMS is down")),
-            Response(op: 4, requestID: 8, status: .partial, body: .partialRotation(RotationReport(
+            Response(op: .hello, requestID: 1, status: .ok, body: .hello(protocolVersion: 1, server: "keybrokerd")),
+            Response(op: .latestKey, requestID: 2, status: .ok, body: .latestKey(version: 3, key: ByteBuffer(bytes: Array(0..<32)))),
+            Response(op: .getKey, requestID: 3, status: .ok, body: .getKey(key: ByteBuffer(bytes: Array(0..<16)))),
+            Response(op: .rotate, requestID: 4, status: .ok, body: .rotate([RotatedKey(keyID: 1, version: 2), RotatedKey(keyID: 5, version: 9)])),
+            Response(op: .status, requestID: 5, status: .ok, body: .status(json: "{\"a\":1}")),
+            Response(op: .admin, requestID: 7, status: .ok, body: .admin(json: "{\"rewrapped\":2}")),
+            Response(op: .latestKey, requestID: 6, status: .unavailable, body: .failure(message: "KMS is down")),
+            Response(op: .rotate, requestID: 8, status: .partial, body: .partialRotation(RotationReport(
                 message: "rotated 1 of 2 keys", rotated: [RotatedKey(keyID: 1, version: 2)],
                 failed: [RotationReport.Failure(keyID: 3, status: .unavailable)]))),
-            Response(op: 7, requestID: 9, status: .ok, body: .info(InstanceInfo([
+            Response(op: .info, requestID: 9, status: .ok, body: .info(InstanceInfo([
                 ("instance", "default"), ("provider", "aws"), ("master_key", "alias/mariadb-encryption"), ("location", "eu-west-1")]))),
-            Response(op: 2, requestID: 10, status: .refused, body: .refusal(KeyServiceRefusal(
+            Response(op: .latestKey, requestID: 10, status: .refused, body: .refusal(KeyServiceRefusal(
                 message: "KMS GenerateDataKeyWithoutPlaintext failed: DisabledException", code: "DisabledException", key: "alias/x"))),
-            Response(op: 2, requestID: 11, status: .locked, body: .failure(message: "waits for keybrokerctl unlock")),
+            Response(op: .latestKey, requestID: 11, status: .locked, body: .failure(message: "waits for keybrokerctl unlock")),
         ]
         for response in responses {
             var buffer = ByteBuffer()
@@ -97,7 +99,7 @@ final class CodecTests: XCTestCase {
         var buffer = ByteBuffer()
         let report = RotationReport(message: String(repeating: "é", count: 300), rotated: [RotatedKey(keyID: 7, version: 3)],
                                     failed: [RotationReport.Failure(keyID: 9, status: .refused)])
-        buffer.writeResponse(Response(op: 4, requestID: 1, status: .partial, body: .partialRotation(report)))
+        buffer.writePartialRotationAnswer(requestID: 1, report: report)
         let bytes = Array(buffer.readableBytesView)
         XCTAssertEqual(bytes[9], 7)
         let messageLength = Int(bytes[10]) << 8 | Int(bytes[11])
@@ -112,7 +114,7 @@ final class CodecTests: XCTestCase {
     /// code and key follow, each cut to 255 bytes at a character boundary.
     func testRefusalWireBytes() throws {
         var buffer = ByteBuffer()
-        buffer.writeRefusal(op: 3, requestID: 2, KeyServiceRefusal(message: "no", code: "DisabledException", key: String(repeating: "é", count: 200)))
+        buffer.writeRefusal(op: .getKey, requestID: 2, KeyServiceRefusal(message: "no", code: "DisabledException", key: String(repeating: "é", count: 200)))
         let bytes = Array(buffer.readableBytesView)
         XCTAssertEqual(Array(bytes[4..<10]), [3, 0, 0, 0, 2, 8])
         XCTAssertEqual(Array(bytes[10..<14]), [0, 2] + Array("no".utf8))
@@ -131,7 +133,7 @@ final class CodecTests: XCTestCase {
     func testInfoWireBytesAndLimits() throws {
         let info = InstanceInfo([("provider", "local")])
         var buffer = ByteBuffer()
-        buffer.writeResponse(Response(op: 7, requestID: 1, status: .ok, body: .info(info)))
+        buffer.writeInfoAnswer(requestID: 1, info: info)
         XCTAssertEqual(Array(buffer.readableBytesView),
                        [0, 0, 0, 0x19, 7, 0, 0, 0, 1, 0, 0, 1, 0, 8] + Array("provider".utf8) + [0, 5] + Array("local".utf8))
         XCTAssertEqual(info["provider"], "local")

@@ -49,7 +49,7 @@ final class StatusDocumentTests: XCTestCase {
     private static let noAccess = AccessPolicy(rules: .init(admins: [], clients: [:]), admins: AccessList(), clients: [:])
 
     private func document(_ broker: BrokerContext, visible: [String], bound: String) throws -> [String: Any] {
-        let json = broker.statusDocument(visibleInstances: visible, boundInstance: bound)
+        let json = broker.statusDocument(visibleInstances: visible, boundInstance: bound).json
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
     }
 

@@ -1,12 +1,7 @@
-import SystemSupport
-import SecureMemory
-
-/// A small JSON reader for the responses of KMS, STS-less credential endpoints and
-/// `credential_process`, written so that secret string values never become Swift `String`s.
-///
-/// It parses the whole document into a tree of byte ranges over the response buffer. Strings are
-/// decoded only when asked: `string(_:)` for ordinary values, `secret(_:)` straight into locked
-/// memory, `base64Secret(_:)` (KMS `Plaintext`) straight from base64 into locked memory.
+/// A small JSON reader, without Foundation: the responses of KMS and the credential endpoints, the
+/// STATUS and ADMIN documents. It parses the whole document into a tree of byte ranges over the
+/// caller's buffer and decodes a string only when asked, so a secret value (decoded by AWSKMS
+/// straight into locked memory) never becomes a Swift `String`.
 public struct JSONReader {
     public indirect enum Node {
         /// Byte range of the string's contents, between the quotes, still escaped.
@@ -55,31 +50,31 @@ public struct JSONReader {
         return Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
     }
 
+    /// A number that is a whole Int (no fraction or exponent).
+    public func int(_ node: Node?) -> Int? {
+        guard case let .number(range)? = node else { return nil }
+        return Int(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self))
+    }
+
+    public func array(_ node: Node?) -> [Node]? {
+        guard case let .array(items)? = node else { return nil }
+        return items
+    }
+
+    /// An object's members in document order.
+    public func members(_ node: Node?) -> [(String, Node)]? {
+        guard case let .object(members)? = node else { return nil }
+        return members
+    }
+
+    public func isNull(_ node: Node?) -> Bool {
+        guard case .null? = node else { return false }
+        return true
+    }
+
     public func bool(_ node: Node?) -> Bool? {
         guard case let .bool(value)? = node else { return nil }
         return value
-    }
-
-    /// A string value decoded straight into locked memory.
-    public func secret(_ node: Node?) -> SecureBytes? {
-        guard case let .string(range)? = node, let length = Self.decodedLength(bytes, range) else { return nil }
-        return SecureBytes(count: length) { Self.decode(bytes, range, into: $0) }
-    }
-
-    /// A base64 string value decoded into locked memory, without a plain copy in between.
-    public func base64Secret(_ node: Node?) -> SecureBytes? {
-        guard case let .string(range)? = node else { return nil }
-        if !bytes[range].contains(UInt8(ascii: "\\")) {
-            return Base64.decodeSecret(UnsafeRawBufferPointer(rebasing: bytes[range]))
-        }
-        guard let unescaped = secret(node) else { return nil }
-        return unescaped.withUnsafeBytes { Base64.decodeSecret($0) }
-    }
-
-    /// Plain base64 string value (a ciphertext blob) as bytes.
-    public func base64(_ node: Node?) -> [UInt8]? {
-        guard let text = string(node) else { return nil }
-        return Base64.decode(Array(text.utf8))
     }
 
     // MARK: String escapes
@@ -150,7 +145,7 @@ public struct JSONReader {
             guard start + 4 <= end else { return nil }
             var value: UInt32 = 0
             for offset in 0..<4 {
-                guard let digit = hexDigit(bytes[start + offset]) else { return nil }
+                guard let digit = Hex.value(of: bytes[start + offset]) else { return nil }
                 value = value << 4 | UInt32(digit)
             }
             return value
@@ -167,35 +162,26 @@ public struct JSONReader {
         return (scalar, 6)
     }
 
-    public static func hexDigit(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
-
     // MARK: Parser
 
     private struct Parser {
-        public let bytes: UnsafeRawBufferPointer
-        public var offset = 0
-        public static let maximumDepth = 64
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+        static let maximumDepth = 64
 
         public init(bytes: UnsafeRawBufferPointer) {
             self.bytes = bytes
         }
 
-        public mutating func skipSpace() {
+        mutating func skipSpace() {
             while offset < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[offset]) { offset += 1 }
         }
 
-        public func fail(_ what: String) -> Failure {
+        func fail(_ what: String) -> Failure {
             Failure(description: "\(what) at byte \(offset)")
         }
 
-        public mutating func value(depth: Int) throws(Failure) -> Node {
+        mutating func value(depth: Int) throws(Failure) -> Node {
             guard depth < Self.maximumDepth else { throw fail("JSON nested too deeply") }
             guard offset < bytes.count else { throw fail("unexpected end of JSON") }
             switch bytes[offset] {
@@ -260,12 +246,12 @@ public struct JSONReader {
             }
         }
 
-        public static func isNumberByte(_ c: UInt8) -> Bool {
+        static func isNumberByte(_ c: UInt8) -> Bool {
             (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
                 || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
         }
 
-        public mutating func literal(_ text: String) throws(Failure) {
+        mutating func literal(_ text: String) throws(Failure) {
             let utf8 = Array(text.utf8)
             guard offset + utf8.count <= bytes.count, Array(bytes[offset..<(offset + utf8.count)]) == utf8 else {
                 throw fail("unexpected character")
@@ -273,7 +259,7 @@ public struct JSONReader {
             offset += utf8.count
         }
 
-        public mutating func string() throws(Failure) -> Node {
+        mutating func string() throws(Failure) -> Node {
             guard offset < bytes.count, bytes[offset] == UInt8(ascii: "\"") else { throw fail("expected a string") }
             offset += 1
             let start = offset
@@ -296,10 +282,3 @@ public struct JSONReader {
     }
 }
 
-/// JSON text for request bodies.
-public enum JSONWriter {
-    /// `{"a":"b",...}` from string members, in the order given.
-    public static func object(_ members: [(String, String)]) -> [UInt8] {
-        Array(JSONValue.object(members.map { ($0.0, .string($0.1)) }).serialized.utf8)
-    }
-}

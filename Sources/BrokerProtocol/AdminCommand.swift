@@ -1,0 +1,59 @@
+/// What an ADMIN request (0x06) asks for. On the wire its body is `command:string`, the verb, one
+/// space and the argument (docs/protocol.md); this type is the only place that text is read or
+/// written, so the server sees typed commands and never parses words.
+public enum AdminCommand: Sendable, Equatable {
+    /// `rewrap MASTER_KEY`: every stored key of the bound instance re-encrypted under another master key.
+    case rewrap(masterKey: String)
+    /// `rewrap-into INSTANCE`: every stored key version copied into another instance and its provider.
+    case rewrapInto(instance: String)
+    /// `unlock TOKEN_CODE`: two-factor start with a code from the instance's MFA device.
+    case unlock(tokenCode: String)
+
+    /// The longest command text, in bytes.
+    public static let maximumLength = 4096
+    /// What an unknown verb is told.
+    static let expected = "expected \"rewrap MASTER_KEY\", \"rewrap-into INSTANCE\" or \"unlock TOKEN_CODE\""
+
+    public var verb: String {
+        switch self {
+        case .rewrap: "rewrap"
+        case .rewrapInto: "rewrap-into"
+        case .unlock: "unlock"
+        }
+    }
+
+    public var argument: String {
+        switch self {
+        case let .rewrap(value), let .rewrapInto(value), let .unlock(value): value
+        }
+    }
+
+    /// The `command:string` of the request body.
+    public var text: String { "\(verb) \(argument)" }
+
+    /// Reads `command:string`. A command that is not one of the three is an error that leaves the
+    /// connection open: the frame was sound, only the words were wrong.
+    init(text: String, requestID: UInt32, op: UInt8) throws(ProtocolError) {
+        func refuse(_ message: String) -> ProtocolError {
+            ProtocolError(requestID: requestID, op: op, message: message, closesConnection: false)
+        }
+        // Admin words end up in log lines: printable ASCII only, and never echoed otherwise.
+        let bytes = text.utf8
+        guard bytes.count <= Self.maximumLength, bytes.allSatisfy({ (0x20...0x7E).contains($0) }) else {
+            throw refuse("an admin command is at most \(Self.maximumLength) printable ASCII characters; got \(bytes.count) bytes")
+        }
+        let words = text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let verb = words[0]
+        guard words.count == 2, !words[1].isEmpty, !words[1].contains(" ") else {
+            let known = ["rewrap", "rewrap-into", "unlock"].contains(verb)
+            throw refuse(known ? "admin command \"\(verb)\" takes one argument after one space; \(Self.expected)"
+                               : "unknown admin command \"\(verb.prefix(64))\"; \(Self.expected)")
+        }
+        switch verb {
+        case "rewrap": self = .rewrap(masterKey: words[1])
+        case "rewrap-into": self = .rewrapInto(instance: words[1])
+        case "unlock": self = .unlock(tokenCode: words[1])
+        default: throw refuse("unknown admin command \"\(verb.prefix(64))\"; \(Self.expected)")
+        }
+    }
+}
