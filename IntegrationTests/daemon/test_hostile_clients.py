@@ -53,7 +53,7 @@ def broker(workdir):
 def valid_frame(rng):
     rid = rng.randrange(1 << 32)
     key = rng.choice(KEY_IDS)
-    kind = rng.randrange(10)
+    kind = rng.randrange(11)
     if kind == 0:
         return kb.hello(rid, rng.choice(["default", "default", "other", "nosuch", "", "d\u00e9faut"]),
                         "hostile", rng.choice([1, 1, 1, 0, 2]))
@@ -67,7 +67,10 @@ def valid_frame(rng):
         return kb.status(rid)
     if kind == 8:
         return kb.admin(rid, rng.choice(["rewrap alias/evil", "unlock 123456", "", "x" * 300]))
-    return kb.request(rng.choice([0, 7, 0x42, 0xFF]), rid, rng.randbytes(rng.randint(0, 8)))
+    if kind == 9:
+        return kb.info(rid)
+    # Ops no broker knows (0x07 is INFO now, sent above).
+    return kb.request(rng.choice([0, 8, 0x42, 0xFF]), rid, rng.randbytes(rng.randint(0, 8)))
 
 
 def mutate(rng, frame):
@@ -240,6 +243,16 @@ def check_response(payload, sent, bodies, findings, who):
     elif op == kb.OP_STATUS:
         doc = json.loads(read_string(body, who))
         assert set(doc["instances"]) == {"default"}, f"{who}: a client was shown instances {set(doc['instances'])}"
+    elif op == kb.OP_INFO:
+        (count,) = struct.unpack_from(">H", body)
+        fields, rest = {}, body[2:]
+        for _ in range(count):
+            (n,) = struct.unpack_from(">H", rest)
+            name, rest = rest[2:2 + n].decode(), rest[2 + n:]
+            (n,) = struct.unpack_from(">H", rest)
+            fields[name], rest = rest[2:2 + n].decode(), rest[2 + n:]
+        assert not rest, f"{who}: {len(rest)} bytes after INFO's fields"
+        assert fields.get("instance") == "default", f"{who}: INFO about instance {fields.get('instance')!r}"
     else:
         raise AssertionError(f"{who}: OK for op {op} (ADMIN must be denied to a non-admin)")
     return status
