@@ -63,7 +63,9 @@ public final class BrokerContext: Sendable {
                 providerStatus: (store.provider as? any StatusReportingProvider)?.statusNote,
                 keyIDs: summary.keyIDs, versions: summary.versions, loaded: summary.loaded, pending: summary.pending,
                 failed: summary.failedLoads, lastError: summary.lastError, keys: listed.map { KeyRef(keyID: $0.keyID, version: $0.version) },
-                keysTruncated: listed.count < summary.newest.count)
+                keysTruncated: listed.count < summary.newest.count,
+                rotateAfter: store.rotateAfterSeconds.map { RotationPeriod.text($0) },
+                nextRotationDue: store.nextRotationDue.map { CivilTime(unix: ($0 + 999) / 1000).iso8601 })
         }
         return StatusDocument(
             server: Self.serverName, uptimeSeconds: Int(uptime.components.seconds), instance: boundInstance,
@@ -71,6 +73,7 @@ public final class BrokerContext: Sendable {
             errors: counters.errors.load(ordering: .relaxed), denied: counters.denied.load(ordering: .relaxed),
             malformed: counters.malformed.load(ordering: .relaxed), timedOut: counters.timedOut.load(ordering: .relaxed),
             refusedConnections: counters.rejectedConnections.load(ordering: .relaxed),
+            scheduledRotations: counters.scheduledRotations.load(ordering: .relaxed),
             lockedMemory: StatusDocument.LockedMemory(
                 pages: pool.pages, keys: pool.slotsInUse, unlockedPages: pool.unlockedPages,
                 // What the kernel shows as VmLck in /proc/PID/status.

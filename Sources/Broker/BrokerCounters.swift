@@ -11,4 +11,7 @@ final class BrokerCounters: Sendable {
     let inFlight = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
     let timedOut = Atomic<Int>(0)
+    /// New versions written by scheduled rotation (rotate_after), and those adopted from another broker.
+    let scheduledRotations = Atomic<Int>(0)
+    let adoptedRotations = Atomic<Int>(0)
 }

@@ -34,6 +34,8 @@ public struct InstanceConfig: Sendable {
     public var autoCreate: Bool
     public var keySpec: KeySpec
     public var prefetchConcurrency: Int
+    /// `rotate_after`: scheduled rotation of every key whose newest version is older (seconds).
+    public var rotateAfterSeconds: Int64?
 
     static func parse(name: String, table: TOMLTable, file: String) throws(ConfigError) -> InstanceConfig {
         var reader = TableReader(table: table, file: file, path: "instances.\(name).")
@@ -48,6 +50,13 @@ public struct InstanceConfig: Sendable {
             throw reader.error("key_spec", "must be \"AES_128\" or \"AES_256\", not \"\(specText)\"")
         }
         let prefetch = try reader.integer("prefetch_concurrency", in: 1...256) ?? 32
+        var rotateAfter: Int64?
+        if let text = try reader.string("rotate_after") {
+            guard let seconds = parsePeriod(text) else {
+                throw reader.error("rotate_after", "must be a whole number and a unit, d (days), h, m or s, like \"90d\", not \"\(text)\"")
+            }
+            rotateAfter = seconds
+        }
         let provider: Provider
         switch providerName {
         case "local":
@@ -82,7 +91,7 @@ public struct InstanceConfig: Sendable {
         }
         try reader.rejectUnknownKeys()
         return InstanceConfig(name: name, provider: provider, clients: clients, autoCreate: autoCreate,
-                              keySpec: keySpec, prefetchConcurrency: prefetch)
+                              keySpec: keySpec, prefetchConcurrency: prefetch, rotateAfterSeconds: rotateAfter)
     }
 
     private static func parseAWS(_ reader: inout TableReader, instance: String, prefetch: Int) throws(ConfigError) -> AWSSettings {
@@ -122,6 +131,21 @@ public struct InstanceConfig: Sendable {
             settings.mfaSerial = serial
         }
         return settings
+    }
+
+    /// "90d", "12h", "30m", "2s": 1 second to 100 years.
+    static func parsePeriod(_ text: String) -> Int64? {
+        guard let unit = text.last, let count = Int64(text.dropLast()), count > 0, text.first?.isNumber == true else { return nil }
+        let size: Int64
+        switch unit {
+        case "d": size = 86400
+        case "h": size = 3600
+        case "m": size = 60
+        case "s": size = 1
+        default: return nil
+        }
+        guard count <= 36500 * 86400 / size else { return nil }
+        return count * size
     }
 
     static func isValidName(_ name: String) -> Bool {

@@ -55,9 +55,14 @@ public struct StatusDocument: Sendable, Equatable {
         /// The latest version of each listed key (at most `StatusDocument.maximumListedKeys`).
         public var keys: [KeyRef]
         public var keysTruncated: Bool
+        /// Scheduled rotation: the period as configured ("90d"), and when the next key falls due
+        /// (ISO 8601, UTC); nil without rotate_after (or, for the time, before the first check).
+        public var rotateAfter: String?
+        public var nextRotationDue: String?
 
         public init(name: String, provider: String, providerStatus: String?, keyIDs: Int, versions: Int, loaded: Int, pending: Int,
-                    failed: Int, lastError: String?, keys: [KeyRef], keysTruncated: Bool) {
+                    failed: Int, lastError: String?, keys: [KeyRef], keysTruncated: Bool, rotateAfter: String? = nil,
+                    nextRotationDue: String? = nil) {
             self.name = name
             self.provider = provider
             self.providerStatus = providerStatus
@@ -69,6 +74,8 @@ public struct StatusDocument: Sendable, Equatable {
             self.lastError = lastError
             self.keys = keys
             self.keysTruncated = keysTruncated
+            self.rotateAfter = rotateAfter
+            self.nextRotationDue = nextRotationDue
         }
     }
 
@@ -87,6 +94,8 @@ public struct StatusDocument: Sendable, Equatable {
     public var malformed: Int
     public var timedOut: Int
     public var refusedConnections: Int
+    /// New versions written by scheduled rotation (rotate_after) since start.
+    public var scheduledRotations: Int
     public var lockedMemory: LockedMemory
     public var reload: Reload
     /// In name order.
@@ -94,7 +103,7 @@ public struct StatusDocument: Sendable, Equatable {
 
     public init(server: String, protocolVersion: Int = Int(ProtocolConstants.version), uptimeSeconds: Int, instance: String,
                 connections: Int, requests: Int, errors: Int, denied: Int, malformed: Int, timedOut: Int, refusedConnections: Int,
-                lockedMemory: LockedMemory, reload: Reload = Reload(), instances: [Instance]) {
+                scheduledRotations: Int = 0, lockedMemory: LockedMemory, reload: Reload = Reload(), instances: [Instance]) {
         self.server = server
         self.protocolVersion = protocolVersion
         self.uptimeSeconds = uptimeSeconds
@@ -106,6 +115,7 @@ public struct StatusDocument: Sendable, Equatable {
         self.malformed = malformed
         self.timedOut = timedOut
         self.refusedConnections = refusedConnections
+        self.scheduledRotations = scheduledRotations
         self.lockedMemory = lockedMemory
         self.reload = reload
         self.instances = instances
@@ -132,6 +142,7 @@ extension StatusDocument {
             ("malformed", .int(malformed)),
             ("timed_out", .int(timedOut)),
             ("refused_connections", .int(refusedConnections)),
+            ("scheduled_rotations", .int(scheduledRotations)),
             ("locked_memory", .object([
                 ("pages", .int(lockedMemory.pages)),
                 ("keys", .int(lockedMemory.keys)),
@@ -163,6 +174,7 @@ extension StatusDocument {
                 connections: try document.int("connections"), requests: try document.int("requests"),
                 errors: try document.int("errors"), denied: try document.int("denied"), malformed: try document.int("malformed"),
                 timedOut: try document.int("timed_out"), refusedConnections: try document.int("refused_connections"),
+                scheduledRotations: try document.int("scheduled_rotations"),
                 lockedMemory: LockedMemory(pages: try memory.int("pages"), keys: try memory.int("keys"),
                                            unlockedPages: try memory.int("unlocked_pages"), lockedKiB: try memory.int("locked_kib"),
                                            lockError: try memory.optionalString("lock_error")),
@@ -186,6 +198,8 @@ extension StatusDocument.Instance {
             ("last_error", lastError.map { .string($0) } ?? .null),
             ("keys", .array(keys.map { .object([("id", .int(Int($0.keyID))), ("latest", .int(Int($0.version)))]) })),
             ("keys_truncated", .bool(keysTruncated)),
+            ("rotate_after", rotateAfter.map { .string($0) } ?? .null),
+            ("next_rotation_due", nextRotationDue.map { .string($0) } ?? .null),
         ])
     }
 
@@ -197,6 +211,7 @@ extension StatusDocument.Instance {
         self.init(name: name, provider: try entry.string("provider"), providerStatus: try entry.optionalString("provider_status"),
                   keyIDs: try entry.int("key_ids"), versions: try entry.int("versions"), loaded: try entry.int("loaded"),
                   pending: try entry.int("pending"), failed: try entry.int("failed"), lastError: try entry.optionalString("last_error"),
-                  keys: keys, keysTruncated: try entry.bool("keys_truncated"))
+                  keys: keys, keysTruncated: try entry.bool("keys_truncated"),
+                  rotateAfter: try entry.optionalString("rotate_after"), nextRotationDue: try entry.optionalString("next_rotation_due"))
     }
 }

@@ -30,6 +30,11 @@ public final class InstanceKeyStore: Sendable {
         var nextWriteSerial: UInt64 = 0
         var failedLoads = 0
         var lastError: String?
+        /// Scheduled rotation (`rotate_after`, seconds), and when the next key falls due (Unix ms).
+        var rotateAfterSeconds: Int64?
+        var nextRotationDue: Int64?
+        /// When versions were first seen, for stores that record no creation time.
+        var firstSeen: [KeyRef: Int64] = [:]
     }
 
     struct PendingWrite {
@@ -260,7 +265,7 @@ public final class InstanceKeyStore: Sendable {
     }
 
     /// Adds a version found on disk but not in the index (written by `keybrokerctl import`).
-    private func adopt(_ ref: KeyRef) -> Bool {
+    func adopt(_ ref: KeyRef) -> Bool {
         guard files.exists(ref) else { return false }
         state.withLock { state in
             var versions = state.index[ref.keyID, default: []]
@@ -289,8 +294,10 @@ public final class InstanceKeyStore: Sendable {
     }
 
     /// Starts the write of the next version of `keyID`, after any write already queued for it.
-    /// With `onlyIfNew`, a key that has versions by then is left alone and its newest is returned.
-    private func startWrite(keyID: UInt32, onlyIfNew: Bool) -> Task<UInt32, any Error> {
+    /// With `onlyIfNew`, a key that has versions by then is left alone and its newest is returned;
+    /// with `ifLatestIs`, a key whose newest version is another by then (rotated meanwhile, here or
+    /// by another broker sharing the store) is left alone too.
+    func startWrite(keyID: UInt32, onlyIfNew: Bool, ifLatestIs expected: UInt32? = nil) -> Task<UInt32, any Error> {
         state.withLock { state in
             if onlyIfNew, let pending = state.writes[keyID] { return pending.task }
             let previous = state.writes[keyID]?.task
@@ -303,16 +310,17 @@ public final class InstanceKeyStore: Sendable {
                         if state.writes[keyID]?.serial == serial { state.writes[keyID] = nil }
                     }
                 }
-                return try await self.writeNextVersion(keyID: keyID, onlyIfNew: onlyIfNew)
+                return try await self.writeNextVersion(keyID: keyID, onlyIfNew: onlyIfNew, ifLatestIs: expected)
             }
             state.writes[keyID] = PendingWrite(serial: serial, task: write)
             return write
         }
     }
 
-    private func writeNextVersion(keyID: UInt32, onlyIfNew: Bool) async throws -> UInt32 {
+    private func writeNextVersion(keyID: UInt32, onlyIfNew: Bool, ifLatestIs expected: UInt32?) async throws -> UInt32 {
         let current = state.withLock { $0.index[keyID]?.last }
         if onlyIfNew, let current { return current }
+        if let expected, let current, current != expected { return current }
         let ref = KeyRef(keyID: keyID, version: (current ?? 0) + 1)
         do throws(KeyStoreError) {
             guard ref.version != 0 else { throw KeyStoreError(.internal, "key \(keyID) has no version numbers left") }
@@ -321,16 +329,22 @@ public final class InstanceKeyStore: Sendable {
                 try files.writeNew(ref, bytes: wrapped)
             } catch {
                 if error.alreadyExists, adopt(ref) {
-                    // Someone else (an import) wrote this version meanwhile: theirs stays, ours is dropped.
+                    // Someone else (an import, another broker's scheduled rotation) wrote this
+                    // version meanwhile: theirs stays, ours is dropped.
+                    if expected != nil { return ref.version }
                     throw KeyStoreError(.unavailable, "\(ref) appeared on disk while it was being created; ask again")
                 }
                 throw KeyStoreError(error)
             }
+            let written = unixNowMilliseconds()
             state.withLock { state in
                 // sorted: an imported (adopted) version may have arrived meanwhile
                 state.index[keyID, default: []].append(ref.version)
                 state.index[keyID]?.sort()
                 state.keys[ref] = key
+                if let period = state.rotateAfterSeconds {
+                    state.nextRotationDue = min(state.nextRotationDue ?? .max, written + period * 1000)
+                }
             }
             logger.info("generated key \(keyID) version \(ref.version) (\(keyLength * 8) bits)",
                         metadata: ["key_id": "\(keyID)", "version": "\(ref.version)", "event": "key_generated"])

@@ -114,6 +114,14 @@ public struct KeyFileDirectory: KeyFileStore {
         try writeNew(ref, bytes: bytes, owner: nil)
     }
 
+    /// The file's modification time: a version is written once and never changed (a rewrap
+    /// replaces the bytes, not the key, and keeps no earlier time: rotation age counts from it).
+    public func creationTimeMilliseconds(of ref: KeyRef) -> Int64? {
+        var info = stat()
+        guard lstat(filePath(ref), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+    }
+
     /// Writes a new version; fails with EEXIST if that version is already on disk. `owner` (uid,
     /// gid) is applied when given, so a root-run `keybrokerctl import` leaves files the daemon owns.
     public func writeNew(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)?) throws(StorageError) {

@@ -33,6 +33,15 @@ public protocol KeyFileStore: Sendable {
 
     /// Replaces an existing version atomically: the old bytes stay until the new ones are complete.
     func replace(_ ref: KeyRef, bytes: [UInt8]) throws(StorageError)
+
+    /// When the version was written (Unix milliseconds), as the store itself records it, so that
+    /// every broker sharing the store agrees on when a key is due for scheduled rotation; nil when
+    /// the store cannot tell.
+    func creationTimeMilliseconds(of ref: KeyRef) -> Int64?
+}
+
+extension KeyFileStore {
+    public func creationTimeMilliseconds(of ref: KeyRef) -> Int64? { nil }
 }
 
 /// A storage failure: today always a failed system call on a path (the directory store); a

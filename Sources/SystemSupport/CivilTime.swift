@@ -7,6 +7,13 @@ public func unixNow() -> Int64 {
     return Int64(now.tv_sec)
 }
 
+/// Wall-clock milliseconds since the epoch (file times are compared with it).
+public func unixNowMilliseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+}
+
 /// UTC calendar fields of a Unix time, and back (proleptic Gregorian; no time zone database).
 public struct CivilTime: Equatable, Sendable {
     public var year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int

@@ -143,7 +143,8 @@ struct Status: ParsableCommand {
         }
         for instance in document.instances {
             let lastError = instance.lastError.map { ", last error: \($0)" } ?? ""
-            print("instance \(instance.name): provider \(instance.provider), \(instance.keyIDs) keys, \(instance.versions) versions, \(instance.loaded) loaded, \(instance.pending) pending, \(instance.failed) failed\(lastError)")
+            let rotation = instance.rotateAfter.map { ", rotate_after \($0), next due \(instance.nextRotationDue ?? "at the first check")" } ?? ""
+            print("instance \(instance.name): provider \(instance.provider), \(instance.keyIDs) keys, \(instance.versions) versions, \(instance.loaded) loaded, \(instance.pending) pending, \(instance.failed) failed\(rotation)\(lastError)")
         }
     }
 }

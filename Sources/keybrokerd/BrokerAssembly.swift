@@ -54,6 +54,7 @@ struct BrokerAssembly {
         } catch {
             throw StartupError("instance \"\(instance.name)\": \(error.description)")
         }
+        store.rotateAfterSeconds = instance.rotateAfterSeconds
         return store
     }
 

@@ -60,6 +60,7 @@ struct ConfigReloader: Service {
             for instance in new.instances {
                 if let before = old.instance(named: instance.name), instance.servesSameKeys(as: before), let store = running[instance.name] {
                     stores[instance.name] = store
+                    store.rotateAfterSeconds = instance.rotateAfterSeconds
                     continue
                 }
                 let store = try await assembly.openStore(for: instance)
@@ -90,6 +91,10 @@ struct ConfigReloader: Service {
         if !removed.isEmpty { parts.append("removed \(removed.joined(separator: ", "))") }
         if !changed.isEmpty { parts.append("changed \(changed.joined(separator: ", "))") }
         if let accessChange { parts.append("access: \(accessChange)") }
+        for instance in new.instances {
+            guard let before = old.instance(named: instance.name), before.rotateAfterSeconds != instance.rotateAfterSeconds else { continue }
+            parts.append("rotate_after of \(instance.name): \(instance.rotateAfterSeconds.map { RotationPeriod.text($0) } ?? "off")")
+        }
         if new.limits != old.limits { parts.append("limits changed") }
         if new.logLevel != old.logLevel { parts.append("log_level \(new.logLevel.rawValue)") }
         logger.notice("reloaded \(new.file): \(parts.isEmpty ? "nothing changed" : parts.joined(separator: "; "))", metadata: ["event": "reloaded"])

@@ -79,9 +79,11 @@ struct Keybrokerd: AsyncParsableCommand {
         let notifier = SystemdNotifier(broker: broker, server: server, logger: logger)
         let accessRefresh = AccessRefreshService(broker: broker, logger: logger)
         let reloader = ConfigReloader(broker: broker, initial: settings, accessRefresh: accessRefresh, logger: logger)
+        let rotation = ScheduledRotationService(broker: broker, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server), .init(service: warmUp),
-                       .init(service: notifier), .init(service: accessRefresh), .init(service: reloader)],
+                       .init(service: notifier), .init(service: accessRefresh), .init(service: reloader),
+                       .init(service: rotation)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
         do {
