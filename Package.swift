@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
         .testTarget(name: "AWSCoreTests", dependencies: ["AWSCore", "ProviderSettings", "SecureMemory", "SystemSupport"]),
-        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "AWSCore", "KeyStore"]),
+        .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "AWSCore", "KeyStore", "BrokerProtocol"]),
         .testTarget(name: "KMIPProtocolTests", dependencies: ["KMIPProtocol"]),
         .testTarget(name: "KMIPKMSTests", dependencies: ["KMIPKMS", "KMIPProtocol", "ProviderSettings", "BrokerProtocol", "SecureMemory"]),
     ],

@@ -12,7 +12,7 @@ import urllib.parse
 class RecordingProxy:
     def __init__(self, upstream):
         self.upstream = urllib.parse.urlparse(upstream)
-        self.exchanges = []  # dicts: target, status, request_id
+        self.exchanges = []  # dicts: target, status, request_id, request (the body sent)
         self.lock = threading.Lock()
         proxy = self
 
@@ -32,7 +32,7 @@ class RecordingProxy:
                 data = answer.read()
                 with proxy.lock:
                     proxy.exchanges.append({"target": self.headers.get("X-Amz-Target") or self.path, "status": answer.status,
-                                            "request_id": answer.getheader("x-amzn-RequestId")})
+                                            "request_id": answer.getheader("x-amzn-RequestId"), "request": body})
                 self.send_response(answer.status)
                 for k, v in answer.getheaders():
                     if k.lower() not in ("connection", "content-length", "transfer-encoding", "server", "date"):

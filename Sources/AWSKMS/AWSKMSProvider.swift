@@ -84,27 +84,49 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id, so it cannot create \(ref); set master_key_id in [instances.\(instance)]")
         }
         do throws(AWSError) {
-            let blob = try await kms.generateDataKeyWithoutPlaintext(keyID: masterKeyID, length: length, for: ref)
-            logger.info("generated encrypted datakey for key id=\(ref.keyID), version=\(ref.version) under \(masterKeyID)",
+            let context = newKeyContext(ref)
+            let blob = try await kms.generateDataKeyWithoutPlaintext(keyID: masterKeyID, length: length, for: ref, context: context?.kmsPairs)
+            logger.info("generated encrypted datakey for key id=\(ref.keyID), version=\(ref.version) under \(masterKeyID)\(context == nil ? "" : " with an encryption context")",
                         metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
-            let key = try await kms.decrypt(blob, for: ref)
+            let key = try await kms.decrypt(blob, for: ref, context: context?.kmsPairs)
             guard key.count == length else {
                 throw AWSError(.malformed, operation: "KMS Decrypt", message: "the new data key has \(key.count) bytes, not \(length)")
             }
-            return (blob, key)
+            return (context.map { AWSKeyBlob.encode(blob, context: $0) } ?? blob, key)
         } catch {
             throw ProviderError(error, key: masterKeyID)
         }
     }
 
+    /// The context a new version gets (`encryption_context = true`), nil without one.
+    private func newKeyContext(_ ref: KeyRef) -> AWSKeyBlob.Context? {
+        settings.encryptionContext ? AWSKeyBlob.Context(instance: instance, ref: ref) : nil
+    }
+
+    /// The blob and the context it must be decrypted with: the one its name (instance, key id,
+    /// version) gives, never the one its header claims.
+    private func parse(_ wrapped: [UInt8], for ref: KeyRef, path: String) throws(ProviderError) -> (blob: [UInt8], expected: AWSKeyBlob.Context?, recorded: AWSKeyBlob.Context?) {
+        do {
+            switch try AWSKeyBlob.parse(wrapped) {
+            case let .raw(blob): return (blob, nil, nil)
+            case let .withContext(recorded, blob): return (blob, AWSKeyBlob.Context(instance: instance, ref: ref), recorded)
+            }
+        } catch {
+            throw ProviderError(.corrupt, "key file \(path) cannot be read: \(error.message)")
+        }
+    }
+
     public func unwrapDataKey(_ wrapped: [UInt8], for ref: KeyRef, path: String) async throws(ProviderError) -> SecureBytes {
         guard !wrapped.isEmpty else { throw ProviderError(.corrupt, "key file \(path) is empty") }
+        let (blob, expected, recorded) = try parse(wrapped, for: ref, path: path)
         let key: SecureBytes
         do {
-            key = try await kms.decrypt(wrapped, for: ref)
+            key = try await kms.decrypt(blob, for: ref, context: expected?.kmsPairs)
         } catch {
             var failure = ProviderError(error, key: settings.masterKeyID)
-            if failure.code == .corrupt {
+            if failure.code == .corrupt, let recorded, let expected, recorded != expected {
+                failure.message = "key file \(path) was wrapped for \(recorded.description) (encryption context), not for \(expected.description): it was renamed or copied from another key; KMS refuses it (\(error.description)). Put the file back under its own name"
+            } else if failure.code == .corrupt {
                 failure.message = "key file \(path) cannot be decrypted by KMS (\(error.description)); it is damaged, or was wrapped by a master key in another account or region"
             } else {
                 failure.message = "cannot decrypt \(ref) (\(path)): \(error.description)"
@@ -123,7 +145,9 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
             throw ProviderError(.notFound, "instance \"\(instance)\" has no master_key_id to wrap \(ref) under; set master_key_id in [instances.\(instance)]")
         }
         do {
-            return try await kms.encrypt(keyID: masterKeyID, plaintext: key, for: ref)
+            let context = newKeyContext(ref)
+            let blob = try await kms.encrypt(keyID: masterKeyID, plaintext: key, for: ref, context: context?.kmsPairs)
+            return context.map { AWSKeyBlob.encode(blob, context: $0) } ?? blob
         } catch {
             var failure = ProviderError(error, key: masterKeyID)
             failure.message = "cannot wrap \(ref) under \(masterKeyID): \(error.description)"
@@ -132,8 +156,10 @@ public final class AWSKMSProvider: KeyProvider, StartupCheckingProvider, Unlocka
     }
 
     public func rewrapDataKey(_ wrapped: [UInt8], to masterKey: String, for ref: KeyRef, path: String) async throws(ProviderError) -> [UInt8] {
+        let (blob, expected, _) = try parse(wrapped, for: ref, path: path)
         do {
-            return try await kms.reEncrypt(wrapped, to: masterKey, for: ref).blob
+            let rewrapped = try await kms.reEncrypt(blob, to: masterKey, for: ref, context: expected?.kmsPairs).blob
+            return expected.map { AWSKeyBlob.encode(rewrapped, context: $0) } ?? rewrapped
         } catch {
             var failure = ProviderError(error, key: masterKey)
             failure.message = "cannot re-encrypt \(ref) (\(path)) under \(masterKey): \(error.description)"

@@ -27,10 +27,22 @@ struct KMSClient: Sendable {
          JSONWriter.object(members))
     }
 
+    /// An EncryptionContext (or Source-/DestinationEncryptionContext) member, as JSON text.
+    static func contextMember(_ name: String, _ pairs: [(String, String)]) -> String {
+        "\(JSONText.quoted(name)):" + JSONValue.object(pairs.map { ($0.0, .string($0.1)) }).serialized
+    }
+
+    /// The body with context members added before its closing brace.
+    static func adding(_ members: [String], to body: [UInt8]) -> [UInt8] {
+        guard !members.isEmpty, body.last == UInt8(ascii: "}") else { return body }
+        let separator = body.count > 2 ? "," : ""
+        return Array(body.dropLast()) + Array((separator + members.joined(separator: ",") + "}").utf8)
+    }
+
     private func call(_ operation: String, _ members: [(String, String)], maxRetries: Int? = nil,
-                      subject: String? = nil) async throws(AWSError) -> ResponseBody {
+                      subject: String? = nil, contexts: [String] = []) async throws(AWSError) -> ResponseBody {
         let (headers, body) = Self.request(operation: operation, members: members, endpoint: endpoint)
-        return try await send(operation, headers: headers, body: body, maxRetries: maxRetries, subject: subject)
+        return try await send(operation, headers: headers, body: Self.adding(contexts, to: body), maxRetries: maxRetries, subject: subject)
     }
 
     private func send(_ operation: String, headers: [(String, String)], body: [UInt8], maxRetries: Int? = nil,
@@ -65,13 +77,15 @@ struct KMSClient: Sendable {
         }
     }
 
-    func generateDataKeyWithoutPlaintext(keyID: String, length: Int, for ref: KeyRef? = nil) async throws(AWSError) -> [UInt8] {
+    func generateDataKeyWithoutPlaintext(keyID: String, length: Int, for ref: KeyRef? = nil,
+                                         context: [(String, String)]? = nil) async throws(AWSError) -> [UInt8] {
         let spec: (String, String) = switch length {
         case 16: ("KeySpec", "AES_128")
         case 32: ("KeySpec", "AES_256")
         default: ("NumberOfBytes", String(length))
         }
-        let body = try await call("GenerateDataKeyWithoutPlaintext", [("KeyId", keyID), spec], subject: Self.subject(kmsKey: keyID, ref: ref))
+        let body = try await call("GenerateDataKeyWithoutPlaintext", [("KeyId", keyID), spec], subject: Self.subject(kmsKey: keyID, ref: ref),
+                                  contexts: context.map { [Self.contextMember("EncryptionContext", $0)] } ?? [])
         return try Self.reader(body, "GenerateDataKeyWithoutPlaintext") { (reader) throws(AWSError) -> [UInt8] in
             guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
                 throw AWSError(.malformed, operation: "KMS GenerateDataKeyWithoutPlaintext", message: "no CiphertextBlob in the answer")
@@ -81,8 +95,9 @@ struct KMSClient: Sendable {
     }
 
     /// The plaintext goes from the response buffer straight into locked memory.
-    func decrypt(_ blob: [UInt8], for ref: KeyRef? = nil) async throws(AWSError) -> SecureBytes {
-        let body = try await call("Decrypt", [("CiphertextBlob", Base64.encode(blob))], subject: Self.subject(kmsKey: nil, ref: ref))
+    func decrypt(_ blob: [UInt8], for ref: KeyRef? = nil, context: [(String, String)]? = nil) async throws(AWSError) -> SecureBytes {
+        let body = try await call("Decrypt", [("CiphertextBlob", Base64.encode(blob))], subject: Self.subject(kmsKey: nil, ref: ref),
+                                  contexts: context.map { [Self.contextMember("EncryptionContext", $0)] } ?? [])
         return try Self.reader(body, "Decrypt") { (reader) throws(AWSError) -> SecureBytes in
             guard let plaintext = reader.base64Secret(reader.member("Plaintext")) else {
                 throw AWSError(.malformed, operation: "KMS Decrypt", message: "no Plaintext in the answer")
@@ -93,9 +108,10 @@ struct KMSClient: Sendable {
 
     /// KMS Encrypt of a data key the broker already holds (moving a key set to AWS). The body,
     /// which carries the key in base64, is built as bytes and zeroed once sent.
-    func encrypt(keyID: String, plaintext: SecureBytes, for ref: KeyRef? = nil) async throws(AWSError) -> [UInt8] {
+    func encrypt(keyID: String, plaintext: SecureBytes, for ref: KeyRef? = nil, context: [(String, String)]? = nil) async throws(AWSError) -> [UInt8] {
         var encoded = plaintext.withUnsafeBytes { Base64.encodedBytes($0) }
-        var body = Array("{\"KeyId\":\(JSONText.quoted(keyID)),\"Plaintext\":\"".utf8) + encoded + Array("\"}".utf8)
+        let contextText = context.map { "," + Self.contextMember("EncryptionContext", $0) } ?? ""
+        var body = Array("{\"KeyId\":\(JSONText.quoted(keyID)),\"Plaintext\":\"".utf8) + encoded + Array("\"\(contextText)}".utf8)
         encoded.cleanse()
         defer { body.cleanse() }
         let (headers, _) = Self.request(operation: "Encrypt", members: [], endpoint: endpoint)
@@ -108,9 +124,12 @@ struct KMSClient: Sendable {
         }
     }
 
-    func reEncrypt(_ blob: [UInt8], to destination: String, for ref: KeyRef? = nil) async throws(AWSError) -> (blob: [UInt8], keyID: String?) {
+    /// The same context on both sides: a rewrap changes the master key, not what the key is for.
+    func reEncrypt(_ blob: [UInt8], to destination: String, for ref: KeyRef? = nil,
+                   context: [(String, String)]? = nil) async throws(AWSError) -> (blob: [UInt8], keyID: String?) {
+        let contexts = context.map { [Self.contextMember("SourceEncryptionContext", $0), Self.contextMember("DestinationEncryptionContext", $0)] } ?? []
         let body = try await call("ReEncrypt", [("CiphertextBlob", Base64.encode(blob)), ("DestinationKeyId", destination)],
-                                  subject: Self.subject(kmsKey: destination, ref: ref))
+                                  subject: Self.subject(kmsKey: destination, ref: ref), contexts: contexts)
         return try Self.reader(body, "ReEncrypt") { (reader) throws(AWSError) -> ([UInt8], String?) in
             guard let blob = reader.base64(reader.member("CiphertextBlob")), !blob.isEmpty else {
                 throw AWSError(.malformed, operation: "KMS ReEncrypt", message: "no CiphertextBlob in the answer")

@@ -25,7 +25,7 @@ public struct InstanceConfig: Sendable {
 
     /// Settings that belong to one provider only: named in the error when used with the other.
     static let localOnlyKeys = ["master_key_file", "master_key_credential"]
-    static let awsOnlyKeys = ["master_key_id", "region", "endpoint_url", "sts_endpoint_url", "request_timeout_ms", "max_retries",
+    static let awsOnlyKeys = ["master_key_id", "region", "endpoint_url", "sts_endpoint_url", "request_timeout_ms", "max_retries", "encryption_context",
                               "profile", "use_fips_endpoint", "mfa_serial"]
 
     public var name: String
@@ -124,6 +124,7 @@ public struct InstanceConfig: Sendable {
             settings.profile = profile
         }
         if let fips = try reader.bool("use_fips_endpoint") { settings.useFIPSEndpoint = fips }
+        if let context = try reader.bool("encryption_context") { settings.encryptionContext = context }
         if let serial = try reader.string("mfa_serial") {
             guard !serial.isEmpty, !serial.contains(where: { $0.isWhitespace }) else {
                 throw reader.error("mfa_serial", "must be the serial number or ARN of an MFA device")

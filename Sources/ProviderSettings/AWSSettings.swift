@@ -15,6 +15,8 @@ public struct AWSSettings: Sendable, Equatable {
     public var mfaSerial: String?
     /// KMS calls in flight at once (the HTTP thread pool's size).
     public var concurrency: Int
+    /// New data keys get a KMS EncryptionContext naming the instance, key id and version.
+    public var encryptionContext = false
 
     public init(masterKeyID: String? = nil, region: String? = nil, endpointURL: String? = nil, stsEndpointURL: String? = nil,
                 requestTimeoutMilliseconds: Int = 5000, maxRetries: Int = 3, profile: String? = nil, useFIPSEndpoint: Bool = false,
