@@ -86,7 +86,10 @@ let package = Package(
         .testTarget(name: "SecureMemoryTests", dependencies: ["SecureMemory"]),
         .testTarget(name: "KeyStoreTests", dependencies: ["KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "SystemSupport", "TestSupport", logging]),
         .testTarget(name: "KMSTests", dependencies: ["KMS", "KeyStore", "BrokerProtocol", "SecureMemory", "TestSupport"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "TestSupport", logging]),
+        .testTarget(name: "BrokerTests", dependencies: [
+            "Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "CKeybrokerSystem", "TestSupport", logging,
+            nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
         .testTarget(name: "AWSCoreTests", dependencies: ["AWSCore", "ProviderSettings", "SecureMemory", "SystemSupport"]),
         .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "AWSCore", "KeyStore", "BrokerProtocol"]),

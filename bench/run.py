@@ -35,8 +35,12 @@ def parse_args():
     p.add_argument("--plugin", default=str(ROOT / "build" / "plugin" / "keybroker_key_management.so"))
     p.add_argument("--tools", default=str(ROOT / "build" / "bench"), help="kbload, floor_server, keybench")
     p.add_argument("--reps", type=int, default=5, help="repetitions of every measurement (default 5)")
-    p.add_argument("--rows", default="1,2,3,4,5,6,7", help="rows to run, e.g. 1,3")
-    p.add_argument("--sysbench-seconds", type=int, default=20, help="length of one sysbench run (row 5)")
+    p.add_argument("--rows", default="1,2,3,4,5,6,7,8", help="rows to run, e.g. 1,3")
+    p.add_argument("--sysbench-seconds", type=int, default=10, help="length of one sysbench run (row 5)")
+    p.add_argument("--sysbench-reps", type=int, default=10,
+                   help="sysbench runs per server, alternating (row 5; default 10: short runs, many alternations)")
+    p.add_argument("--roundtrip-reps", type=int, default=9,
+                   help="repetitions of rows 2, 3 and 8, each side alternating (default 9)")
     p.add_argument("--no-save", action="store_true", help="print only; write no results file")
     return p.parse_args()
 
@@ -212,10 +216,10 @@ def rows_broker_vs_floor(work):
                  "plugin_floor": f"plugin:{floor.socket}", "raw_broker": f"raw:{b.socket}"}
         rt = {k: [] for k in pairs}
         server_cpu = {"broker": [], "floor": []}  # server CPU µs per round trip
-        for rep in range(ARGS.reps):
+        for rep in range(ARGS.roundtrip_reps):
             names = list(pairs) if rep % 2 == 0 else list(pairs)[::-1]
             c0 = {"broker": cpu_seconds(b.proc.pid), "floor": cpu_seconds(floor.proc.pid)}
-            out = run_json([TOOLS / "keybench", "roundtrip", 1000, *(pairs[n] for n in names)])
+            out = run_json([TOOLS / "keybench", "roundtrip", 2000, *(pairs[n] for n in names)])
             trips = {"broker": 0, "floor": 0}
             for name, result in zip(names, out["targets"]):
                 rt[name].append(result)
@@ -237,14 +241,18 @@ def rows_broker_vs_floor(work):
                  mean_us={k: spread([r["mean_us"] for r in v]) for k, v in rt.items()},
                  p99_us={k: spread([r["p99_us"] for r in v]) for k, v in rt.items()})
 
-        thr = {"broker": [], "floor": []}
-        cpu = {"broker": [], "floor": []}  # server CPU µs per request
-        runs = [("broker", b.socket, b.proc.pid, 500_000), ("floor", floor.socket, floor.proc.pid, 1_200_000)]
-        for rep in range(ARGS.reps):
-            for name, path, pid, total in (runs if rep % 2 == 0 else runs[::-1]):
-                c0 = cpu_seconds(pid)
-                thr[name].append(run_json([TOOLS / "kbload", path, "default", 16, total, 64, 32])["requests_per_second"])
-                cpu[name].append((cpu_seconds(pid) - c0) / total * 1e6)
+        def throughput(runs, depth):
+            """requests/s and server CPU µs per request of each side, the sides alternating."""
+            thr = {"broker": [], "floor": []}
+            cpu = {"broker": [], "floor": []}
+            for rep in range(ARGS.roundtrip_reps):
+                for name, path, pid, total in (runs if rep % 2 == 0 else runs[::-1]):
+                    c0 = cpu_seconds(pid)
+                    thr[name].append(run_json([TOOLS / "kbload", path, "default", 16, total, 64, depth])["requests_per_second"])
+                    cpu[name].append((cpu_seconds(pid) - c0) / total * 1e6)
+            return thr, cpu
+
+        thr, cpu = throughput([("broker", b.socket, b.proc.pid, 500_000), ("floor", floor.socket, floor.proc.pid, 1_200_000)], 32)
         ratio = [x / y for x, y in zip(thr["broker"], thr["floor"])]
         r3 = row("3", "broker throughput, 16 clients, pipelined (requests/s)", spread(thr["broker"]), spread(thr["floor"]),
                  spread(ratio), "≥ 0.7×", statistics.median(ratio) >= 0.7, "req/s",
@@ -252,7 +260,18 @@ def rows_broker_vs_floor(work):
                  f"checked; server CPU per request: keybrokerd {statistics.median(cpu['broker']):.2f} µs, "
                  f"floor {statistics.median(cpu['floor']):.2f} µs (the client, kbload, shares the {CORES} cores)",
                  server_cpu_us_per_request={k: spread(v) for k, v in cpu.items()})
-        return [r2, r3], {"roundtrip": rt}
+
+        # The plugin's pattern: each connection has one request in flight and waits for its answer,
+        # so every request costs the server a read, a write and a wake-up.
+        thr, cpu = throughput([("broker", b.socket, b.proc.pid, 200_000), ("floor", floor.socket, floor.proc.pid, 300_000)], 1)
+        ratio = [x / y for x, y in zip(thr["broker"], thr["floor"])]
+        r8 = row("8", "broker throughput, 16 clients, one request in flight each (requests/s)", spread(thr["broker"]),
+                 spread(thr["floor"]), spread(ratio), "≥ 0.8×", statistics.median(ratio) >= 0.8, "req/s",
+                 "kbload with depth 1: 16 connections each waiting for its answer before the next request, as the "
+                 f"plugin's connections do; server CPU per request: keybrokerd {statistics.median(cpu['broker']):.2f} µs, "
+                 f"floor {statistics.median(cpu['floor']):.2f} µs",
+                 server_cpu_us_per_request={k: spread(v) for k, v in cpu.items()})
+        return [r2, r3, r8], {"roundtrip": rt}
     finally:
         floor.stop()
         b.stop()
@@ -543,7 +562,7 @@ def row_sysbench(work):
         # Alternate A B A B …; the server not being measured is stopped (SIGSTOP) so that its
         # background flushing does not take CPU from the other.
         names = list(servers)
-        for rep in range(ARGS.reps):
+        for rep in range(ARGS.sysbench_reps):
             for name in (names if rep % 2 == 0 else names[::-1]):
                 s = servers[name]
                 os.kill(s.proc.pid, signal.SIGCONT)
@@ -678,10 +697,10 @@ def main():
     rows, details, timings = [], {}, {}
     try:
         for number, title, step in steps:
-            if number not in wanted and not (number == 2 and 3 in wanted):
+            if number not in wanted and not (number == 2 and wanted & {3, 8}):
                 continue
             t0 = time.monotonic()
-            log(f"bench: row {number}{' and 3' if number == 2 else ''}: {title} …")
+            log(f"bench: row {number}{', 3 and 8' if number == 2 else ''}: {title} …")
             (work / f"row{number}").mkdir()
             got, detail = step(work / f"row{number}")
             rows += [r for r in got if int(r["row"]) in wanted]

@@ -17,6 +17,8 @@ import NIOCore
 /// closed. The decoder runs here rather than behind a ByteToMessageHandler because the handler must
 /// know when a frame has started but not finished: a peer that stalls mid-frame, or never says
 /// HELLO, is disconnected after `frame_timeout_ms`, and one that stays idle after `idle_timeout_ms`.
+/// Time is the event loop's (`eventLoop.now`), so the unit tests drive every timeout through an
+/// EmbeddedEventLoop's `advanceTime`.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -45,9 +47,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var closingSince: NIODeadline?
     private var decoder = FrameDecoder()
     private var inbound: ByteBuffer?
-    private var connectedAt = NIODeadline.now()
+    private var connectedAt = NIODeadline.uptimeNanoseconds(0)
     private var partialFrameSince: NIODeadline?
-    private var lastFrameAt = NIODeadline.now()
+    private var lastFrameAt = NIODeadline.uptimeNanoseconds(0)
     private var timer: RepeatedTask?
 
     init(broker: BrokerContext, peer: CKB_peer_credentials, admission: Admission) {
@@ -65,7 +67,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// The connection was admitted by AcceptLoop (peer listed, within its budgets).
     func channelActive(context: ChannelHandlerContext) {
-        connectedAt = .now()
+        connectedAt = context.eventLoop.now
         lastFrameAt = connectedAt
         logger[metadataKey: "peer_uid"] = "\(peer.uid)"
         broker.registry.attach(context.channel)
@@ -123,7 +125,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard var buffer = inbound else { return }
         inbound = nil
         while !closing, pausedSince == nil, let frame = decoder.next(from: &buffer) {
-            lastFrameAt = .now()
+            lastFrameAt = context.eventLoop.now
             handle(frame, context: context)
             if !closing, pausedSince == nil, pendingOutput >= broker.limits.maxOutputBytesPerConnection {
                 pause(context: context)
@@ -133,7 +135,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         if pausedSince != nil {
             partialFrameSince = nil
         } else if buffer.readableBytes > 0 || decoder.isMidFrame, !decoder.isBroken {
-            if partialFrameSince == nil { partialFrameSince = .now() }
+            if partialFrameSince == nil { partialFrameSince = context.eventLoop.now }
         } else {
             partialFrameSince = nil
         }
@@ -164,7 +166,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// The peer has not taken what it was sent: stop reading and decoding until it does.
     private func pause(context: ChannelHandlerContext) {
-        pausedSince = .now()
+        pausedSince = context.eventLoop.now
         try? context.channel.syncOptions?.setOption(.autoRead, value: false)
         flushOutbound(context: context)
     }
@@ -225,14 +227,14 @@ final class ConnectionHandler: ChannelInboundHandler {
     func closeAfterWriting(context: ChannelHandlerContext) {
         guard !closing else { return }
         closing = true
-        closingSince = .now()
+        closingSince = context.eventLoop.now
         let channel = context.channel
         flushOutbound(context: context) { channel.close(promise: nil) }
     }
 
     private func closeNow(context: ChannelHandlerContext) {
         closing = true
-        closingSince = .now()
+        closingSince = context.eventLoop.now
         context.close(promise: nil)
     }
 
@@ -240,7 +242,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Closes connections that hold a slot without using it.
     private func enforceTimeouts(context: ChannelHandlerContext) {
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         let frameTimeoutMilliseconds = broker.limits.frameTimeoutMilliseconds
         let frameTimeout = TimeAmount.milliseconds(Int64(frameTimeoutMilliseconds))
         if closing {
