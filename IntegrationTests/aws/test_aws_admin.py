@@ -218,7 +218,7 @@ def test_two_factor_start(workdir, moto):
             assert r.status == kbproto.LOCKED and "locked until an admin runs: keybrokerctl unlock" in r.message, r
             r = c.info()
             assert r.status == kbproto.LOCKED and "keybrokerctl unlock --instance default" in r.message, r
-        assert "waits for two-factor start" in b.log_text()
+        assert b.wait_for_log("waits for two-factor start"), b.log_text()
         assert "locked" in b.ctl("status", "--json").stdout
         r = b.ctl("unlock", "--token-code", "654321")
         assert r.returncode == 1 and "MultiFactorAuthentication failed" in r.stderr

@@ -21,6 +21,7 @@ import json
 import os
 import resource
 import selectors
+import signal
 import socket
 import sys
 import time
@@ -53,8 +54,10 @@ def hold(path, seconds, count, instance=None):
     sel = selectors.DefaultSelector()
     open_now, most, opened, closed, failed = 0, 0, 0, 0, 0
     deadline = time.time() + seconds
-    while time.time() < deadline:
-        while open_now < count and time.time() < deadline:
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))  # the test ends the attack when it has measured
+    while time.time() < deadline and not stopped:
+        while open_now < count and time.time() < deadline and not stopped:
             try:
                 s = connect(path, timeout=1)
                 if instance:

@@ -66,6 +66,18 @@ def finish(proc, timeout=60):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def wait_for_connections(broker, count, timeout):
+    """Whether the broker's own count of open connections reached `count` within `timeout` s."""
+    deadline = time.time() + timeout
+    with kb.Client(broker.socket) as c:
+        c.hello()
+        while time.time() < deadline:
+            if json.loads(c.status().message)["connections"] >= count:
+                return True
+            time.sleep(0.2)
+    return False
+
+
 def uid(users, role):
     return pwd.getpwnam(users[1][role]).pw_uid
 
@@ -90,17 +102,23 @@ def test_connections_that_never_say_hello_do_not_keep_a_listed_client_out(broker
     """Issue 11: 1,100 connections that never send HELLO, reopened as they are closed, kept a
     listed client out in 7 of 8 probes over 24 s (the connection cap was global)."""
     offset = broker.log_path.stat().st_size
-    attack_seconds = 10
+    started = time.time()
+    # The attack lasts until the test has measured (SIGTERM): on a loaded machine a fixed length
+    # could end before the probes ran, and the broker would be measured idle.
     attackers = [
-        start_as(users, "mallory", "hold", broker.socket, attack_seconds, 1100),         # in no list
-        start_as(users, "carol", "hold", broker.socket, attack_seconds, 1100),           # listed, never says HELLO
-        start_as(users, "bob", "hold", broker.socket, attack_seconds, 1100, "other"),    # listed, says HELLO
+        start_as(users, "mallory", "hold", broker.socket, 300, 1100),         # in no list
+        start_as(users, "carol", "hold", broker.socket, 300, 1100),           # listed, never says HELLO
+        start_as(users, "bob", "hold", broker.socket, 300, 1100, "other"),    # listed, says HELLO
     ]
-    time.sleep(2)
-    probe = run_as(users, "alice", "probe", broker.socket, 6, timeout=60)
-    with kb.Client(broker.socket) as c:
-        c.hello()
-        open_during_attack = json.loads(c.status().message)["connections"]
+    try:
+        at_strength = wait_for_connections(broker, 256, timeout=60)
+        probe = run_as(users, "alice", "probe", broker.socket, 6, timeout=60)
+        with kb.Client(broker.socket) as c:
+            c.hello()
+            open_during_attack = json.loads(c.status().message)["connections"]
+    finally:
+        for p in attackers:
+            p.terminate()
     held = [finish(p) for p in attackers]
     latencies = probe["probes"]
     print(f"\nFIGURE hold attack: listed client served in {sum(isinstance(x, float) for x in latencies)} of "
@@ -109,6 +127,7 @@ def test_connections_that_never_say_hello_do_not_keep_a_listed_client_out(broker
     assert len(latencies) >= 8 and all(isinstance(x, float) and x < 2.0 for x in latencies), latencies
     # bob holds max_connections_per_uid (256) authenticated connections, carol at most 32 before
     # HELLO, mallory none; the listed client and this test's own connection come on top.
+    assert at_strength, "the attackers never held 256 connections"
     assert 256 <= open_during_attack <= 256 + 32 + 4, open_during_attack
     lines = lines_since(broker, offset)
     bob, carol, mallory = uid(users, "bob"), uid(users, "carol"), uid(users, "mallory")
@@ -116,6 +135,7 @@ def test_connections_that_never_say_hello_do_not_keep_a_listed_client_out(broker
     assert any(f"uid {carol}: it has 32 connections that have not finished HELLO (max_unauthenticated_per_uid)" in l for l in lines)
     mallory_lines = [l for l in lines if f"uid {mallory}" in l]
     # one line per interval, each with the count of those it stands for
+    attack_seconds = time.time() - started
     assert 1 <= len(mallory_lines) <= attack_seconds * 1000 // LOG_INTERVAL_MS + 3, mallory_lines
     assert held[0]["closed_by_broker"] > 1000, held[0]
     assert any("more denied connections" in l for l in mallory_lines), mallory_lines

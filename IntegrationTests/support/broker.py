@@ -129,6 +129,16 @@ class Broker:
         except FileNotFoundError:
             return ""
 
+    def wait_for_log(self, text, timeout=30):
+        """Whether `text` appears in the log within `timeout` s: lines written by the broker's own
+        tasks (warm-up, prepare) may come after the answers a test has already read."""
+        deadline = time.time() + timeout
+        while text not in self.log_text():
+            if time.time() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def ctl(self, *args, check=False, user=None, input=None):
         cmd = [str(KEYBROKERCTL), "--config", str(self.config_path), *args]
         if user:
