@@ -127,7 +127,9 @@ def test_each_failure_class_has_its_own_status_and_line(workdir, plugin_built):
                instances={"default": instance, "nobodys": {**instance, "clients": ["nobody"]}},
                extra={"admins": []})
     b.start(env=clean_env(AWS_ACCESS_KEY_ID=account.key_id, AWS_SECRET_ACCESS_KEY=account.secret))
-    s = MariaDB(workdir / "classes-server", b.socket, options=SERVER_OPTIONS)
+    # Time enough for the broker's own retries (max_retries 1, 1 s each) under a loaded machine.
+    s = MariaDB(workdir / "classes-server", b.socket,
+                options={**SERVER_OPTIONS, "keybroker-key-management-request-timeout": "8000"})
     denied = MariaDB(workdir / "classes-denied", b.socket, instance="nobodys", options=SERVER_OPTIONS)
     try:
         s.install()
@@ -173,7 +175,7 @@ def test_each_failure_class_has_its_own_status_and_line(workdir, plugin_built):
         r = s.client("CREATE TABLE kb.t7 (id INT) ENCRYPTION_KEY_ID=7", check=False)
         assert r.returncode != 0
         log = s.new_log()
-        assert ('keybroker_key_management: broker could not provide key 7 within 2000 ms: the key service or '
+        assert ('keybroker_key_management: broker could not provide key 7 within 8000 ms: the key service or '
                 'the key store is unreachable or failing') in log, log[-3000:]
         assert "no answer from AWS" in log
         assert s.value("SELECT COUNT(*) FROM kb.t") == "2"

@@ -208,6 +208,7 @@ def test_revoked_master_key(workdir, kmip):
         r = latest(b, 2)
         assert r.status == kbproto.REFUSED, r
         assert f"KMIP master key {uid}: it is revoked (state Deactivated)" in r.message
+        assert r.refusal()[1:] == ("Permission Denied", uid), r.refusal()  # PyKMIP's reason; the key's state is in the message
         b.restart()
         r = get(b, 1, 1)
         assert r.status == kbproto.REFUSED, r
@@ -242,6 +243,7 @@ def test_destroyed_master_key(workdir, kmip):
         assert r.status == kbproto.REFUSED, r
         assert f"KMIP master key {uid} not found" in r.message
         assert "delete destroyed keys" in r.message or "destroyed" in r.message
+        assert r.refusal()[1:] == ("Item Not Found", uid), r.refusal()
     finally:
         b.stop()
 
@@ -253,6 +255,7 @@ def test_master_key_of_another_client_is_not_permitted(workdir, kmip):
         r = latest(b, 1)
         assert r.status == kbproto.REFUSED, r
         assert f"operation not permitted: the KMIP server refuses Encrypt with master key {uid} for this client certificate" in r.message
+        assert r.refusal()[1:] == ("Permission Denied", uid), r.refusal()
     finally:
         b.stop()
 

@@ -13,6 +13,7 @@
    rotate N                -> rotate MS              SET GLOBAL ..._rotate_key = N
    cpu MS                  -> cpu CPU_SECONDS WALL_SECONDS   of this process, while it sleeps
    status                  -> status NAME VALUE ...
+   texts                   -> texts<TAB>NAME<TAB>VALUE...  the status variables that are text
    limit_memory MB         -> limit_memory           address space: what is mapped now plus MB
    busy_deinit MISSES HITS FIRST  -> busy_deinit MS BAD   deinit while lookups run on other threads
    hits_during_misses N FIRST MS  -> hits_during_misses HITS WORST_MS   key 1 looked up for MS ms
@@ -88,6 +89,20 @@ static void hits_during_misses(int n, unsigned first, int ms)
     pthread_join(m[i].thread, NULL);
   printf("hits_during_misses %ld %.1f\n", hits, worst * 1000);
   free(m);
+}
+
+/* The status variables that are text (SHOW_CHAR), tab-separated: their values have spaces. */
+static void print_texts(void)
+{
+  typedef int (*show_func)(void *, struct st_mysql_show_var *, void *, void *, int);
+  char buff[SHOW_VAR_FUNC_BUFF_SIZE] __attribute__((aligned(16)));
+  struct st_mysql_show_var result;
+  ((show_func) plugin->status_vars->value)(NULL, &result, buff, NULL, 0);
+  printf("texts");
+  for (struct st_mysql_show_var *v = (struct st_mysql_show_var *) result.value; v->name; v++)
+    if (v->type == SHOW_CHAR)
+      printf("\t%s\t%s", v->name, (const char *) v->value);
+  printf("\n");
 }
 
 static void threads(int n, unsigned first, unsigned step)
@@ -314,6 +329,8 @@ static void command(char *line)
   }
   else if (!strcmp(line, "status"))
     host_print_status(plugin, stdout);
+  else if (!strcmp(line, "texts"))
+    print_texts();
   else if (sscanf(line, "limit_memory %d", &n) == 1)
   {
     unsigned long pages = 0;

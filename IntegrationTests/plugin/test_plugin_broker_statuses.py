@@ -11,8 +11,8 @@ import time
 import pytest
 
 import kbproto
-from misbehaving_broker import MisbehavingBroker, answer, failure
-from plugin_driver import Driver, build_test_tools
+from misbehaving_broker import NEVER, answer, failure
+from plugin_driver import Driver
 
 INVALID = 0xFFFFFFFF
 REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -32,18 +32,6 @@ def refusal(req, message, code, key):
 def info_answer(req, fields):
     body = struct.pack(">H", len(fields)) + b"".join(raw_string(n) + raw_string(v) for n, v in fields)
     return answer(req.op, req.request_id, kbproto.OK, body)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    build_test_tools()
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = MisbehavingBroker(tmp_path / "mb.sock").start()
-    yield b
-    b.stop()
 
 
 def plugin_lines(d):
@@ -165,5 +153,59 @@ def test_a_broker_without_info_is_not_an_error(broker):
         assert d.init()[0] == 0, d.log
         assert "cannot ask the broker" not in d.log and "[ERROR]" not in d.log and "Warning" not in d.log
         assert d.latest(2)[0] == 1
+    finally:
+        d.close()
+
+
+def test_status_texts_follow_the_broker_across_a_restart(broker):
+    """SHOW STATUS says which broker, instance, provider and key serve the server; a broker that
+    comes back after an outage (perhaps with another configuration) is asked again."""
+    master = {"key": b"alias/first"}
+    broker.script[kbproto.OP_INFO] = lambda b, req: info_answer(
+        req, [(b"instance", b"default"), (b"provider", b"aws"), (b"master_key", master["key"]), (b"location", b"eu-west-1")])
+    d = Driver(broker.path)
+    try:
+        assert d.init()[0] == 0, d.log
+        assert d.texts() == {"broker_version": "misbehaving 1", "instance": "default",
+                             "provider": "aws alias/first eu-west-1", "master_key": "alias/first"}
+        master["key"] = b"alias/second"
+        broker.stop()
+        assert d.latest(2)[0] == INVALID
+        broker.start()
+        deadline = time.time() + 10
+        while d.texts()["master_key"] != "alias/second":
+            assert time.time() < deadline, (d.texts(), d.log[-2000:])
+            time.sleep(0.1)
+        assert d.texts()["provider"] == "aws alias/second eu-west-1"
+    finally:
+        d.close()
+
+
+def test_status_texts_without_info_name_the_broker_only(broker):
+    d = Driver(broker.path)
+    try:
+        assert d.init()[0] == 0, d.log
+        assert d.texts() == {"broker_version": "misbehaving 1", "instance": "default", "provider": "", "master_key": ""}
+    finally:
+        d.close()
+
+
+def test_a_retry_that_runs_out_of_time_reports_the_brokers_answer(broker):
+    """UNAVAILABLE is asked again within request_timeout; when the retry is still unanswered at the
+    deadline, the line gives the broker's UNAVAILABLE (why), not only that time ran out."""
+    calls = {"n": 0}
+
+    def unavailable_then_silent(b, req):
+        calls["n"] += 1
+        return failure(req, kbproto.UNAVAILABLE, "KMS GenerateDataKeyWithoutPlaintext failed: no answer from AWS") \
+            if calls["n"] == 1 else NEVER
+    d = Driver(broker.path, request_timeout=600)
+    try:
+        assert d.init()[0] == 0, d.log
+        broker.script[kbproto.OP_LATEST_KEY] = unavailable_then_silent
+        assert d.latest(4)[0] == INVALID
+        assert calls["n"] == 2
+        assert ("broker could not provide key 4 within 600 ms: the key service or the key store is unreachable or "
+                "failing (broker: KMS GenerateDataKeyWithoutPlaintext failed: no answer from AWS)") in d.log, d.log
     finally:
         d.close()

@@ -15,22 +15,10 @@ import kbproto
 from tools import c_tool
 from misbehaving_broker import (CLOSE, HALF, NEVER, MisbehavingBroker, answer, delayed, failure,
                                 key_answer, latest_answer)
-from plugin_driver import Driver, build_test_tools
+from plugin_driver import Driver
 
 INVALID = 0xFFFFFFFF
 TIMEOUT_MS = 1500
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    build_test_tools()
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = MisbehavingBroker(tmp_path / "mb.sock").start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture

@@ -12,18 +12,13 @@ import pytest
 
 import kbproto
 from misbehaving_broker import NEVER, MisbehavingBroker
-from plugin_driver import Driver, build_test_tools
+from plugin_driver import Driver
 
 REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
 SANITIZER_ENV = {**os.environ,
                  "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
                  "TSAN_OPTIONS": "halt_on_error=0:second_deadlock_stack=1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    build_test_tools()
 
 
 def restarts(broker, stop, period):

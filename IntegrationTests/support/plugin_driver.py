@@ -48,7 +48,7 @@ class Driver:
     def log(self):
         return "\n".join(self.err_lines)
 
-    def cmd(self, line, timeout=120):
+    def cmd(self, line, timeout=120, raw=False):
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         out = []
@@ -58,7 +58,7 @@ class Driver:
         if not out or not out[0]:
             raise RuntimeError(f"driver gave no answer to {line!r} (exit {self.proc.poll()}):\n{self.log[-4000:]}")
         self._done.acquire(timeout=10)
-        return out[0].split()[1:]
+        return out[0].rstrip("\n") if raw else out[0].split()[1:]
 
     def set(self, name, value):
         self.cmd(f"set {name} {value}")
@@ -82,6 +82,11 @@ class Driver:
     def status(self):
         r = self.cmd("status")
         return {r[i]: int(r[i + 1]) for i in range(0, len(r), 2)}
+
+    def texts(self):
+        """The status variables that are text: {name: value}."""
+        fields = self.cmd("texts", raw=True).split("\t")[1:]
+        return dict(zip(fields[0::2], fields[1::2]))
 
     def close(self):
         if self.proc.poll() is None:

@@ -185,6 +185,8 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
   struct lane *lane= &broker.lanes[which];
   const bool idempotent= r->kind != REQUEST_ROTATE;
   long long retry_ms= RETRY_FIRST_MS;
+  struct broker_error answered;   /* the last UNAVAILABLE or LOCKED, when it was retried */
+  bool retried= false;
   int rc= -1;
   atomic_fetch_add(&broker.calls, 1);
   err->sent= 0;
@@ -233,6 +235,9 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
     {
       broker_disconnect(lane->client);
       note_failure(err);
+      /* A retry that ran out of time: the broker's own answer says more than our deadline. */
+      if (retried && err->failure == BROKER_FAILED_TIMEOUT)
+        *err= answered;
       break;
     }
     /* INFO's caller waits for an unlock itself, saying so; a key request waits here. */
@@ -245,6 +250,8 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
     retry_ms= retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
     if (wake >= deadline)
       break;
+    answered= *err;
+    retried= true;
     unlock(lane);
     if (broker_sleep_until(broker.cancel_fd, wake))
     {
@@ -253,7 +260,7 @@ static int with_broker(enum broker_lane which, const struct request *r, long lon
     }
     if (lock_until(lane, deadline))
     {
-      busy(err);
+      *err= answered;  /* the lane stayed busy until the deadline: the last answer stands */
       goto out;
     }
   }
@@ -375,10 +382,11 @@ int link_rotate(unsigned key_id, long long deadline, struct broker_rotation *rot
   return with_broker(LANE_LOOKUPS, &r, deadline, err);
 }
 
-int link_info(long long deadline, struct broker_info *info, struct broker_error *err)
+int link_info(enum broker_lane lane, long long deadline, struct broker_info *info,
+              struct broker_error *err)
 {
   const struct request r= { .kind= REQUEST_INFO, .info= info };
-  return with_broker(LANE_LOOKUPS, &r, deadline, err);
+  return with_broker(lane, &r, deadline, err);
 }
 
 int link_sleep_until(long long deadline)
@@ -386,9 +394,9 @@ int link_sleep_until(long long deadline)
   return broker_sleep_until(broker.cancel_fd, deadline);
 }
 
-const char *link_server_name(void)
+const char *link_server_name(enum broker_lane lane)
 {
-  return broker_server_name(broker.lanes[LANE_LOOKUPS].client);
+  return broker_server_name(broker.lanes[lane].client);
 }
 
 int link_reconnect(long long deadline, struct broker_error *err)

@@ -38,14 +38,16 @@ int link_open(const char *socket_path, const char *instance, const char *client_
    deadline. 0 or -1. */
 int link_start(long long deadline, struct broker_error *err);
 
-/* INFO on the lookup lane, sent once (LOCKED is the caller's to wait for). 0 or -1. */
-int link_info(long long deadline, struct broker_info *info, struct broker_error *err);
+/* INFO, sent once (LOCKED is the caller's to wait for). 0 or -1. */
+int link_info(enum broker_lane lane, long long deadline, struct broker_info *info,
+              struct broker_error *err);
 
 /* Sleeps until deadline unless the plugin is unloading: 0, or -1 when cancelled. */
 int link_sleep_until(long long deadline);
 
-/* The broker's name from the lookup lane's last HELLO ("" before one); init thread only. */
-const char *link_server_name(void);
+/* The broker's name from the lane's last HELLO ("" before one); only by the lane's one user
+   (init for the lookups lane, at start; the refresher for the background lane). */
+const char *link_server_name(enum broker_lane lane);
 
 /* Every wait returns, every later call fails at once. */
 void link_cancel(void);

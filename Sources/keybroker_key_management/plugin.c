@@ -276,8 +276,8 @@ static int keybroker_deinit(void *p)
   const long long deadline= broker_now_ms() + request_timeout_ms() + 1000;
   fetch_stop();
   link_cancel();
-  startup_forget();
   const bool refresher_ended= refresher_stop(deadline) == 0;
+  startup_forget();
   const bool idle= fetch_wait_idle(deadline) == 0;
   if (!refresher_ended || !idle || link_close(deadline))
     log_line(SEVERITY_WARNING, "a request to the broker did not end within %u ms of unloading; "

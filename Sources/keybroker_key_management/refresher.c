@@ -12,6 +12,7 @@
 #include "broker_link.h"
 #include "fetch.h"
 #include "messages.h"
+#include "startup.h"
 
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
@@ -155,7 +156,10 @@ static void *refresher_main(void *arg)
     if (reconnect_at)
     {
       if (link_reconnect(deadline_from_now(), &err) == 0)
+      {
         next_refresh= 0;  /* rotations may have happened while the broker was away */
+        startup_describe_again(deadline_from_now());
+      }
       else if (err.failure == BROKER_FAILED_CANCELLED)
         result= PASS_STOPPED;
     }

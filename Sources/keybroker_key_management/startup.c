@@ -16,11 +16,11 @@
 static pthread_mutex_t lock= PTHREAD_MUTEX_INITIALIZER;
 static struct plugin_description description;  /* under lock */
 
-static void describe(const struct broker_info *info)
+static void describe(enum broker_lane lane, const struct broker_info *info)
 {
   struct plugin_description d;
   memset(&d, 0, sizeof d);
-  snprintf(d.broker_version, sizeof d.broker_version, "%s", link_server_name());
+  snprintf(d.broker_version, sizeof d.broker_version, "%s", link_server_name(lane));
   if (info)
   {
     snprintf(d.provider, sizeof d.provider, "%s%s%s%s%s", info->provider,
@@ -67,17 +67,18 @@ int startup_connect(unsigned startup_timeout_s)
   {
     const long long now= broker_now_ms();
     const long long attempt= now + request_timeout_ms();
-    if (link_info(waiting && attempt > deadline ? deadline : attempt, &info, &err) == 0)
+    if (link_info(LANE_LOOKUPS, waiting && attempt > deadline ? deadline : attempt, &info,
+                  &err) == 0)
     {
       if (waiting)
         log_line(SEVERITY_NOTE, "instance \"%s\" was unlocked on the broker after %.1f s; "
                  "starting", config.instance, (broker_now_ms() - start) / 1000.0);
-      describe(&info);
+      describe(LANE_LOOKUPS, &info);
       return 0;
     }
     if (is_status(&err, BROKER_UNSUPPORTED))
     {
-      describe(NULL);  /* a broker from before INFO: nothing to wait for, less to show */
+      describe(LANE_LOOKUPS, NULL);  /* a broker from before INFO: nothing to wait for, less to show */
       return 0;
     }
     if (is_status(&err, BROKER_LOCKED))
@@ -94,7 +95,7 @@ int startup_connect(unsigned startup_timeout_s)
       char text[320];
       log_line(SEVERITY_WARNING, "cannot ask the broker about instance \"%s\" (%s); the status "
                "variables stay empty", config.instance, broker_error_text(&err, text, sizeof text));
-      describe(NULL);
+      describe(LANE_LOOKUPS, NULL);
       return 0;
     }
     if (broker_now_ms() >= deadline)
@@ -110,4 +111,12 @@ int startup_connect(unsigned startup_timeout_s)
     if (link_sleep_until(wake < deadline ? wake : deadline))
       return -1;
   }
+}
+
+void startup_describe_again(long long deadline)
+{
+  struct broker_info info;
+  struct broker_error err;
+  if (link_info(LANE_BACKGROUND, deadline, &info, &err) == 0)
+    describe(LANE_BACKGROUND, &info);
 }
