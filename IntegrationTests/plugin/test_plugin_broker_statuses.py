@@ -209,3 +209,42 @@ def test_a_retry_that_runs_out_of_time_reports_the_brokers_answer(broker):
                 "failing (broker: KMS GenerateDataKeyWithoutPlaintext failed: no answer from AWS)") in d.log, d.log
     finally:
         d.close()
+
+
+def test_status_texts_follow_a_reload_within_version_ttl(broker):
+    """A reload may give the instance another master key without any outage: INFO is asked again
+    with every refresh of the latest versions (one request per version_ttl), and only of a broker
+    that answered it at start."""
+    master = {"key": b"alias/before-reload"}
+    broker.script[kbproto.OP_INFO] = lambda b, req: info_answer(req, [(b"provider", b"aws"), (b"master_key", master["key"])])
+    d = Driver(broker.path, version_ttl=200)
+    try:
+        assert d.init()[0] == 0, d.log
+        assert d.latest(1)[0] == 1  # something to refresh
+        assert d.texts()["master_key"] == "alias/before-reload"
+        master["key"] = b"alias/after-reload"
+        deadline = time.time() + 10
+        while d.texts()["master_key"] != "alias/after-reload":
+            assert time.time() < deadline, d.log[-2000:]
+            time.sleep(0.1)
+        assert d.texts()["provider"] == "aws alias/after-reload"
+    finally:
+        d.close()
+
+
+def test_a_broker_without_info_is_not_asked_again(broker):
+    d = Driver(broker.path, version_ttl=100)
+    try:
+        assert d.init()[0] == 0, d.log
+        assert d.latest(1)[0] == 1
+        refreshes = broker.count(kbproto.OP_LATEST_KEY)
+        deadline = time.time() + 10
+        while broker.count(kbproto.OP_LATEST_KEY) < refreshes + 3:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert broker.count(kbproto.OP_INFO) == 1, "asked once, at start"
+        # The one reconnect: after UNSUPPORTED the plugin drops that connection, as a broker
+        # without INFO closes it.
+        assert d.status()["reconnects"] == 1
+    finally:
+        d.close()

@@ -156,16 +156,15 @@ static void *refresher_main(void *arg)
     if (reconnect_at)
     {
       if (link_reconnect(deadline_from_now(), &err) == 0)
-      {
         next_refresh= 0;  /* rotations may have happened while the broker was away */
-        startup_describe_again(deadline_from_now());
-      }
       else if (err.failure == BROKER_FAILED_CANCELLED)
         result= PASS_STOPPED;
     }
     else if (refresh)
     {
       result= refresh_versions();
+      if (result == PASS_DONE)  /* a reload or a restart may have changed the instance */
+        startup_describe_again(deadline_from_now());
       next_refresh= broker_now_ms() + atomic_load(&config.version_ttl_ms);
     }
     else if (warm_up)

@@ -3,6 +3,7 @@
 #include "startup.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 static pthread_mutex_t lock= PTHREAD_MUTEX_INITIALIZER;
 static struct plugin_description description;  /* under lock */
+static atomic_bool broker_has_info;             /* INFO answered at start: worth asking again */
 
 static void describe(enum broker_lane lane, const struct broker_info *info)
 {
@@ -58,6 +60,7 @@ int startup_connect(unsigned startup_timeout_s)
   struct broker_error err;
   struct broker_info info;
   bool waiting= false;
+  atomic_store(&broker_has_info, false);
   if (link_start(deadline, &err))
   {
     log_failure("the connection", &err);
@@ -74,6 +77,7 @@ int startup_connect(unsigned startup_timeout_s)
         log_line(SEVERITY_NOTE, "instance \"%s\" was unlocked on the broker after %.1f s; "
                  "starting", config.instance, (broker_now_ms() - start) / 1000.0);
       describe(LANE_LOOKUPS, &info);
+      atomic_store(&broker_has_info, true);
       return 0;
     }
     if (is_status(&err, BROKER_UNSUPPORTED))
@@ -117,6 +121,10 @@ void startup_describe_again(long long deadline)
 {
   struct broker_info info;
   struct broker_error err;
+  if (!atomic_load(&broker_has_info))
+    return;  /* a broker without INFO would close the connection every time */
   if (link_info(LANE_BACKGROUND, deadline, &info, &err) == 0)
     describe(LANE_BACKGROUND, &info);
+  else if (is_status(&err, BROKER_UNSUPPORTED))
+    atomic_store(&broker_has_info, false);  /* replaced by an older broker */
 }

@@ -26,9 +26,10 @@ int startup_connect(unsigned startup_timeout_s);
 /* A copy of the description (taken under a lock: SHOW STATUS may run while it changes). */
 void startup_description(struct plugin_description *out);
 
-/* The broker is back after an outage (it may have restarted with another configuration): asks
-   INFO again on the background lane and keeps the answer; keeps the old description when there
-   is none (LOCKED, a broker from before INFO). Refresher thread only. */
+/* After each refresh of the latest versions (every version_ttl, and at once after an outage):
+   asks INFO again on the background lane, since a reload or a restart of the broker may have
+   changed the instance, and keeps the answer; keeps the old description when there is none
+   (LOCKED, an error). Not asked of a broker that did not answer INFO at start. Refresher only. */
 void startup_describe_again(long long deadline);
 
 /* Forgets the description (plugin unload). */
