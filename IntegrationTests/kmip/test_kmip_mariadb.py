@@ -78,3 +78,22 @@ def test_rotation_and_restarts_read_every_row_back(server, kmip_broker):
     stored = len(list(kmip_broker.instance_dir().glob("kmip-key.*")))
     assert stored >= 4
     assert f"loaded {stored} of {stored} stored key versions" in kmip_broker.log_text()
+
+
+def test_status_variables_and_a_revoked_master_key_in_the_error_log(server, kmip_broker, kmip, master_key):
+    """SQL names the provider, key and server; a master key revoked in the key manager is REFUSED
+    with KMIP's reason and the key in the server's error log (not a permission problem of the
+    database), while the keys already in use keep working. Last: the module's key stays revoked."""
+    status = server.status()
+    assert status["keybroker_key_management_provider"].startswith("kmip name:mariadb-encryption-e2e "), status
+    assert status["keybroker_key_management_master_key"] == "name:mariadb-encryption-e2e"
+    kmip.revoke(master_key)
+    r = server.client("CREATE TABLE kb.t9 (id INT) ENCRYPTION_KEY_ID=9", check=False)
+    assert r.returncode != 0
+    log = server.new_log()
+    assert (f'keybroker_key_management: the key service refused key 9 of instance "default": Permission Denied for key '
+            f'{master_key} — the KMIP server does not let keybrokerd\'s client certificate use the key, or the key is '
+            f'not active (broker: KMIP master key {master_key}: it is revoked') in log, log[-3000:]
+    assert "add the user to clients" not in log
+    server.client("INSERT INTO kb.t5 VALUES (1000, 'after revoke')")
+    assert server.value("SELECT COUNT(*) FROM kb.t5") == "201"
