@@ -53,7 +53,7 @@ def test_creates_serves_rotates_restarts_and_the_key_manager_unwraps_the_same_by
             v2, key2 = c.latest(1).key()
         assert v2 == 2 and key2 != key1
         files = sorted(p.name for p in b.instance_dir().iterdir())
-        assert files == ["kmip-key.1.1", "kmip-key.1.2"]
+        assert files == ["key-set", "kmip-key.1.1", "kmip-key.1.2"]
         blob = (b.instance_dir() / "kmip-key.1.1").read_bytes()
         fields = parse_blob(blob)
         # KMIP 1.4 was agreed, so the key is wrapped with AES-GCM, its id and version as additional data.

@@ -207,15 +207,17 @@ def test_old_key_versions_are_cached_so_the_broker_may_leave(server, broker):
 
 
 def test_replaced_broker_state_is_reported(server, broker):
-    """A broker that comes back with other keys (state_dir lost) is reported; cached keys stay."""
+    """A broker that comes back with other keys (state_dir lost, so another key set) is reported
+    and not used; cached keys stay (test_mariadb_key_set.py has the rest of the guard)."""
     assert broker.stop() == 0
     state = broker.state_dir
     saved = state.with_name("state.saved")
     state.rename(saved)
     try:
-        broker.start()  # auto_create: key 1 comes back as a new version 1
-        wait_until(lambda: "replaced? Cached keys stay in use" in server.log_text(),
+        broker.start()  # a new key set, where auto_create would make a new version 1 of key 1
+        wait_until(lambda: "is back with another key set" in server.log_text(),
                    timeout=15, message="the plugin to notice the replaced state")
+        assert not list(broker.instance_dir().glob("local-key.*")), "no key asked of it"
         assert server.alive()
         server.client(f"INSERT INTO kb.t7 VALUES (77777, '{MARKER}')")
         assert server.value("SELECT COUNT(*) FROM kb.t7 WHERE id = 77777") == "1"

@@ -7,7 +7,8 @@ broker that lies (GUIDE.md allows a fake for exactly this). Everything else in t
 to the real keybrokerd.
 
 By default it behaves: HELLO is accepted, LATEST_KEY creates version 1 of an unknown key,
-GET_KEY answers known versions and NOT_FOUND otherwise, ROTATE adds a version. A test replaces
+GET_KEY answers known versions and NOT_FOUND otherwise, ROTATE adds a version, INFO is
+UNSUPPORTED unless `broker.key_set` is set (then it names it). A test replaces
 the answer to an op with `broker.script[op] = handler`; a handler gets the request and returns
 the frames to send (bytes), or NEVER (keep reading, never answer), CLOSE (close now),
 HALF (send half of the normal answer, then close). Every request frame received is recorded in
@@ -50,6 +51,11 @@ def latest_answer(req, version, key):
     return answer(req.op, req.request_id, kbproto.OK, struct.pack(">IH", version, len(key)) + key)
 
 
+def info_answer(req, fields):
+    body = struct.pack(">H", len(fields)) + b"".join(kbproto.string(k) + kbproto.string(v) for k, v in fields.items())
+    return answer(req.op, req.request_id, kbproto.OK, body)
+
+
 def key_answer(req, key):
     return answer(req.op, req.request_id, kbproto.OK, struct.pack(">H", len(key)) + key)
 
@@ -59,6 +65,7 @@ class MisbehavingBroker:
         self.path = str(path)
         self.key_length = key_length
         self.keys = {}            # key id -> [bytes of version 1, 2, ...]
+        self.key_set = None       # INFO answered (with this key_set) when set, else UNSUPPORTED
         self.frames = []
         self.script = {}          # op -> handler(broker, request) -> bytes | NEVER | CLOSE | HALF
         self.lock = threading.Lock()
@@ -117,6 +124,8 @@ class MisbehavingBroker:
             if 1 <= req.version <= len(versions):
                 return key_answer(req, versions[req.version - 1])
             return failure(req, kbproto.NOT_FOUND, f"key {req.key_id} has no version {req.version}")
+        if req.op == kbproto.OP_INFO and self.key_set is not None:
+            return info_answer(req, {"instance": "default", "provider": "local", "key_set": self.key_set})
         if req.op == kbproto.OP_ROTATE:
             ids = sorted(self.keys) if req.key_id == kbproto.ALL_KEYS else [req.key_id]
             out = b""

@@ -65,7 +65,8 @@ public final class BrokerContext: Sendable {
                 failed: summary.failedLoads, lastError: summary.lastError, keys: listed.map { KeyRef(keyID: $0.keyID, version: $0.version) },
                 keysTruncated: listed.count < summary.newest.count,
                 rotateAfter: store.rotateAfterSeconds.map { RotationPeriod.text($0) },
-                nextRotationDue: store.nextRotationDue.map { CivilTime(unix: ($0 + 999) / 1000).iso8601 })
+                nextRotationDue: store.nextRotationDue.map { CivilTime(unix: ($0 + 999) / 1000).iso8601 },
+                keySet: store.keySet?.value)
         }
         return StatusDocument(
             server: Self.serverName, uptimeSeconds: Int(uptime.components.seconds), instance: boundInstance,

@@ -79,6 +79,7 @@ extension ConnectionHandler {
         var fields: [(name: String, value: String)] = [("instance", store.name), ("provider", provider.name)]
         if let masterKey = provider.masterKeyName { fields.append(("master_key", masterKey)) }
         if let location = provider.masterKeyLocation { fields.append(("location", location)) }
+        if let keySet = store.keySet { fields.append(("key_set", keySet.value)) }
         let info = InstanceInfo(fields)
         answer(context: context) { $0.writeInfoAnswer(requestID: id, info: info) }
     }

@@ -59,10 +59,12 @@ public struct StatusDocument: Sendable, Equatable {
         /// (ISO 8601, UTC); nil without rotate_after (or, for the time, before the first check).
         public var rotateAfter: String?
         public var nextRotationDue: String?
+        /// The identity of the instance's key set (nil from a broker older than key sets).
+        public var keySet: String?
 
         public init(name: String, provider: String, providerStatus: String?, keyIDs: Int, versions: Int, loaded: Int, pending: Int,
                     failed: Int, lastError: String?, keys: [KeyRef], keysTruncated: Bool, rotateAfter: String? = nil,
-                    nextRotationDue: String? = nil) {
+                    nextRotationDue: String? = nil, keySet: String? = nil) {
             self.name = name
             self.provider = provider
             self.providerStatus = providerStatus
@@ -76,6 +78,7 @@ public struct StatusDocument: Sendable, Equatable {
             self.keysTruncated = keysTruncated
             self.rotateAfter = rotateAfter
             self.nextRotationDue = nextRotationDue
+            self.keySet = keySet
         }
     }
 
@@ -189,6 +192,7 @@ extension StatusDocument.Instance {
     var jsonValue: JSONValue {
         .object([
             ("provider", .string(provider)),
+            ("key_set", keySet.map { .string($0) } ?? .null),
             ("provider_status", providerStatus.map { .string($0) } ?? .null),
             ("key_ids", .int(keyIDs)),
             ("versions", .int(versions)),
@@ -212,6 +216,7 @@ extension StatusDocument.Instance {
                   keyIDs: try entry.int("key_ids"), versions: try entry.int("versions"), loaded: try entry.int("loaded"),
                   pending: try entry.int("pending"), failed: try entry.int("failed"), lastError: try entry.optionalString("last_error"),
                   keys: keys, keysTruncated: try entry.bool("keys_truncated"),
-                  rotateAfter: try entry.optionalString("rotate_after"), nextRotationDue: try entry.optionalString("next_rotation_due"))
+                  rotateAfter: try entry.optionalString("rotate_after"), nextRotationDue: try entry.optionalString("next_rotation_due"),
+                  keySet: try entry.optionalString("key_set"))
     }
 }

@@ -35,6 +35,7 @@ public final class InstanceKeyStore: Sendable {
         var nextRotationDue: Int64?
         /// When versions were first seen, for stores that record no creation time.
         var firstSeen: [KeyRef: Int64] = [:]
+        var keySet: KeySetIdentity?
     }
 
     struct PendingWrite {
@@ -61,12 +62,20 @@ public final class InstanceKeyStore: Sendable {
                   keyLength: keyLength, autoCreate: autoCreate, logger: logger)
     }
 
-    /// Creates the store if needed and rebuilds the index from the files in it.
+    /// Creates the store if needed (with its key-set identity) and rebuilds the index from the
+    /// files in it.
     public func open() throws(StorageError) {
         try files.prepare()
+        let keySet = try files.keySetIdentity()
         let index = try files.scan(removingLeftovers: true)
-        state.withLock { $0.index = index }
+        state.withLock {
+            $0.index = index
+            $0.keySet = keySet
+        }
     }
+
+    /// The identity of the key set (nil before `open`).
+    public var keySet: KeySetIdentity? { state.withLock { $0.keySet } }
 
     // MARK: Cached path
 

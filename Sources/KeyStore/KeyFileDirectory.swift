@@ -20,6 +20,11 @@ public struct KeyFileDirectory: KeyFileStore {
         self.prefix = prefix
     }
 
+    /// The key-set identity's file in the directory (not a key file name: `parse` ignores it).
+    public static let keySetFileName = "key-set"
+
+    public var keySetPath: String { "\(path)/\(Self.keySetFileName)" }
+
     public func filePath(_ ref: KeyRef) -> String {
         "\(path)/\(prefix).\(ref.keyID).\(ref.version)"
     }
@@ -122,11 +127,55 @@ public struct KeyFileDirectory: KeyFileStore {
         return Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
     }
 
+    /// `key-set` when present (refused when it is not a regular file or holds no identity: a
+    /// damaged identity must not be replaced by a new one, which would tell every datadir that
+    /// its keys are gone); else a new identity, written as a key file is (temporary, fsync, link).
+    public func keySetIdentity() throws(StorageError) -> KeySetIdentity {
+        if let identity = try readKeySetIdentity() { return identity }
+        let identity = KeySetIdentity.generate()
+        let temporary = try writeTemporary(name: Self.keySetFileName, bytes: identity.fileContent, owner: nil)
+        defer { unlink(temporary) }
+        guard link(temporary, keySetPath) == 0 else {
+            guard errno == EEXIST, let theirs = try readKeySetIdentity() else {
+                throw StorageError(path: keySetPath, operation: "create", errno: errno)
+            }
+            return theirs
+        }
+        unlink(temporary)
+        try syncDirectory()
+        return identity
+    }
+
+    /// Nil when there is no `key-set` file.
+    private func readKeySetIdentity() throws(StorageError) -> KeySetIdentity? {
+        let path = keySetPath
+        let content: [UInt8]
+        do {
+            let file = try OpenedFile(path: path, followSymlinks: false)
+            let info = try file.status()
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                throw StorageError(path: path, refusal: "\(path) is not a regular file (mode \(String(UInt32(info.st_mode) & 0o7777, radix: 8)), owner uid \(info.st_uid)); it must be the key set's identity, a regular file")
+            }
+            content = try file.readAll(limit: 4096)
+        } catch let error as StorageError {
+            throw error
+        } catch let error as SystemError {
+            if error.errno == ENOENT { return nil }
+            throw StorageError(error)
+        } catch {
+            throw StorageError(path: path, operation: "read", errno: EIO)
+        }
+        guard let identity = KeySetIdentity(fileContent: content) else {
+            throw StorageError(path: path, refusal: "\(path) holds no key-set identity (\(content.count) bytes; expected one line of 1 to \(KeySetIdentity.maximumLength) letters, digits, '.', '_' or '-'): restore it from a backup of this directory rather than remove it, since a new identity makes every datadir that used these keys refuse to start")
+        }
+        return identity
+    }
+
     /// Writes a new version; fails with EEXIST if that version is already on disk. `owner` (uid,
     /// gid) is applied when given, so a root-run `keybrokerctl import` leaves files the daemon owns.
     public func writeNew(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)?) throws(StorageError) {
         let final = filePath(ref)
-        let temporary = try writeTemporary(ref, bytes: bytes, owner: owner)
+        let temporary = try writeTemporary(name: "\(prefix).\(ref.keyID).\(ref.version)", bytes: bytes, owner: owner)
         defer { unlink(temporary) }
         guard link(temporary, final) == 0 else { throw StorageError(path: final, operation: "create", errno: errno) }
         unlink(temporary)
@@ -139,16 +188,16 @@ public struct KeyFileDirectory: KeyFileStore {
         let final = filePath(ref)
         var info = stat()
         guard lstat(final, &info) == 0 else { throw StorageError(path: final, operation: "replace", errno: errno) }
-        let temporary = try writeTemporary(ref, bytes: bytes, owner: (info.st_uid, info.st_gid))
+        let temporary = try writeTemporary(name: "\(prefix).\(ref.keyID).\(ref.version)", bytes: bytes, owner: (info.st_uid, info.st_gid))
         defer { unlink(temporary) }
         guard rename(temporary, final) == 0 else { throw StorageError(path: final, operation: "replace", errno: errno) }
         try syncDirectory()
     }
 
     /// A complete, fsynced temporary file (mode 0400) in the directory; returns its path.
-    private func writeTemporary(_ ref: KeyRef, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)?) throws(StorageError) -> String {
+    private func writeTemporary(name: String, bytes: [UInt8], owner: (uid: uid_t, gid: gid_t)?) throws(StorageError) -> String {
         let suffix = UInt64.random(in: 0...UInt64.max)
-        let temporary = "\(path)/\(Self.temporaryMarker)\(prefix).\(ref.keyID).\(ref.version).\(String(suffix, radix: 16))"
+        let temporary = "\(path)/\(Self.temporaryMarker)\(name).\(String(suffix, radix: 16))"
         let fd = CKB_create_exclusive(temporary, 0o400)
         guard fd >= 0 else { throw StorageError(path: temporary, operation: "create", errno: -fd) }
         var closed = false

@@ -38,6 +38,11 @@ public protocol KeyFileStore: Sendable {
     /// every broker sharing the store agrees on when a key is due for scheduled rotation; nil when
     /// the store cannot tell.
     func creationTimeMilliseconds(of ref: KeyRef) -> Int64?
+
+    /// The identity of the key set this store holds (`KeySetIdentity`): read when the store has
+    /// one, else created once, atomically (a store shared by many brokers keeps the first one
+    /// written), and never replaced. After `prepare`.
+    func keySetIdentity() throws(StorageError) -> KeySetIdentity
 }
 
 extension KeyFileStore {

@@ -25,6 +25,7 @@ struct broker_client
   char instance[BROKER_MAX_NAME + 1];
   char client_name[BROKER_MAX_NAME + 1];
   char server_name[BROKER_MAX_NAME + 1];
+  char expected_key_set[BROKER_MAX_KEY_SET + 1];  /* "" until the plugin checked one */
   int fd;                       /* -1 when not connected (a connection is usable after HELLO) */
   int cancel_fd;
   int ever_connected;
@@ -366,6 +367,11 @@ int broker_malformed(struct broker_client *client, size_t length, struct broker_
   return -1;
 }
 
+void broker_expect_key_set(struct broker_client *client, const char *key_set)
+{
+  snprintf(client->expected_key_set, sizeof client->expected_key_set, "%s", key_set);
+}
+
 int broker_connect(struct broker_client *client, long long deadline, struct broker_error *err)
 {
   broker_disconnect(client);
@@ -403,6 +409,21 @@ int broker_connect(struct broker_client *client, long long deadline, struct brok
     return broker_malformed(client, answer_length, err);
   }
   broker_copy_text(client->server_name, sizeof client->server_name, answer + 4, get16(answer + 2));
+  if (client->expected_key_set[0])
+  {
+    struct broker_info info;
+    if (broker_info(client, deadline, &info, err))
+    {
+      broker_disconnect(client);
+      return -1;
+    }
+    if (info.key_set[0] && strcmp(info.key_set, client->expected_key_set))
+    {
+      broker_disconnect(client);
+      return broker_fail(err, BROKER_FAILED_KEY_SET, 0, "the broker serves key set %s, this "
+                         "datadir's is %s", info.key_set, client->expected_key_set);
+    }
+  }
   atomic_fetch_add_explicit(&client->stats->connects, 1, memory_order_relaxed);
   if (client->ever_connected)
     atomic_fetch_add_explicit(&client->stats->reconnects, 1, memory_order_relaxed);

@@ -41,7 +41,8 @@ enum broker_failure
   BROKER_FAILED_PROTOCOL,    /* the answer broke the format; message says how */
   BROKER_FAILED_INVALID,     /* a well-formed answer that cannot be true; message says why */
   BROKER_FAILED_STATUS,      /* the broker answered status != OK; message is its sentence */
-  BROKER_FAILED_CANCELLED    /* the plugin is unloading */
+  BROKER_FAILED_CANCELLED,   /* the plugin is unloading */
+  BROKER_FAILED_KEY_SET      /* the broker serves another key set than expected; message names both */
 };
 
 struct broker_error
@@ -56,12 +57,15 @@ struct broker_error
   char service_key[128];   /* REFUSED: the master key concerned, as the broker names it */
 };
 
+#define BROKER_MAX_KEY_SET 64      /* a key-set identity: 1 to 64 of [A-Za-z0-9._-] */
+
 /* What the broker says the instance is (INFO); every field cut and escaped, "" when not told. */
 struct broker_info
 {
   char provider[32];       /* aws, kmip, local */
   char master_key[128];    /* alias/mariadb-encryption, a KMIP identifier, a key file */
   char location[128];      /* the AWS region, the KMIP servers */
+  char key_set[BROKER_MAX_KEY_SET + 1];  /* the instance's key-set identity, exact (never cut) */
 };
 
 struct broker_stats
@@ -111,8 +115,13 @@ int broker_is_connected(const struct broker_client *client);
 const char *broker_server_name(const struct broker_client *client);
 void broker_disconnect(struct broker_client *client);
 
-/* One attempt: socket, connect, HELLO. 0, or -1 with *err filled. */
+/* One attempt: socket, connect, HELLO; once a key set is expected, INFO too. 0, or -1 with *err
+   filled: BROKER_FAILED_KEY_SET when the broker serves another key set than the expected one. */
 int broker_connect(struct broker_client *client, long long deadline, struct broker_error *err);
+
+/* From now on a connection is refused when the broker's INFO names another key set than key_set
+   (a broker that names none, older than key sets, is not refused). */
+void broker_expect_key_set(struct broker_client *client, const char *key_set);
 
 /* LATEST_KEY on a connected client: *version and the key (key_length in: capacity, out:
    length). 0 or -1. */

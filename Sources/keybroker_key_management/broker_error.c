@@ -62,6 +62,9 @@ const char *broker_error_text(const struct broker_error *err, char *buf, size_t 
   case BROKER_FAILED_CANCELLED:
     snprintf(buf, size, "the plugin is unloading");
     break;
+  case BROKER_FAILED_KEY_SET:
+    snprintf(buf, size, "%s", err->message);
+    break;
   default:
     snprintf(buf, size, "unknown failure");
   }
@@ -138,5 +141,6 @@ void broker_copy_text(char *buf, size_t size, const unsigned char *text, size_t 
 int broker_error_is_connection(const struct broker_error *err)
 {
   return err->failure == BROKER_FAILED_CONNECT || err->failure == BROKER_FAILED_IO ||
-         err->failure == BROKER_FAILED_TIMEOUT || err->failure == BROKER_FAILED_PROTOCOL;
+         err->failure == BROKER_FAILED_TIMEOUT || err->failure == BROKER_FAILED_PROTOCOL ||
+         err->failure == BROKER_FAILED_KEY_SET;
 }

@@ -85,15 +85,22 @@ static void note_failure(const struct broker_error *err)
   pthread_mutex_lock(&broker.health_lock);
   const long long now= broker_now_ms();
   const bool went_down= !broker.down;
+  const bool key_set_news= err->failure == BROKER_FAILED_KEY_SET &&
+                           (went_down || broker.last_error.failure != err->failure);
   if (went_down)
   {
     broker.down= true;
     broker.down_since= now;
     broker.backoff_ms= BACKOFF_FIRST_MS;
     atomic_store(&broker.up, false);
-    log_line(SEVERITY_WARNING, "lost connection to key broker at %s: %s — using cached keys "
-             "until it is back", config.socket_path, broker_error_text(err, text, sizeof text));
+    if (!key_set_news)
+      log_line(SEVERITY_WARNING, "lost connection to key broker at %s: %s — using cached keys "
+               "until it is back", config.socket_path, broker_error_text(err, text, sizeof text));
   }
+  if (key_set_news)
+    log_line(SEVERITY_ERROR, "key broker at %s is back with another key set (%s) — not used: "
+             "cached keys stay in use, new keys fail until it serves this datadir's key set "
+             "again", config.socket_path, err->message);
   broker.next_attempt= now + jittered(broker.backoff_ms);
   broker.backoff_ms= broker.backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : broker.backoff_ms * 2;
   broker.last_error= *err;
@@ -320,6 +327,12 @@ int link_start(long long deadline, struct broker_error *err)
     note_connected(lane->client);
   unlock(lane);
   return rc;
+}
+
+void link_expect_key_set(const char *key_set)
+{
+  for (int i= 0; i < LANES; i++)
+    broker_expect_key_set(broker.lanes[i].client, key_set);
 }
 
 void link_cancel(void)

@@ -49,6 +49,11 @@ int link_sleep_until(long long deadline);
    (init for the lookups lane, at start; the refresher for the background lane). */
 const char *link_server_name(enum broker_lane lane);
 
+/* Before other threads use the link: from now on a connection to a broker that serves another
+   key set in INFO is refused (BROKER_FAILED_KEY_SET), so the broker counts as away and cached keys stay
+   in use. */
+void link_expect_key_set(const char *key_set);
+
 /* Every wait returns, every later call fails at once. */
 void link_cancel(void);
 

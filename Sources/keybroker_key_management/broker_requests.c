@@ -145,6 +145,17 @@ bad:
   return broker_malformed(client, length, err);
 }
 
+static int valid_key_set(const unsigned char *s, size_t n)
+{
+  if (n < 1 || n > BROKER_MAX_KEY_SET)
+    return 0;
+  for (size_t i= 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+          (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+      return 0;
+  return 1;
+}
+
 /* count:u16, count × (name:string, value:string); names not known here are skipped. */
 int broker_info(struct broker_client *client, long long deadline, struct broker_info *info,
                 struct broker_error *err)
@@ -184,6 +195,18 @@ int broker_info(struct broker_client *client, long long deadline, struct broker_
       field= info->master_key, size= sizeof info->master_key;
     else if (name_length == 8 && !memcmp(name, "location", 8))
       field= info->location, size= sizeof info->location;
+    else if (name_length == 7 && !memcmp(name, "key_set", 7))
+    {
+      if (!valid_key_set(value, value_length))
+      {
+        memset(info, 0, sizeof *info);
+        broker_fail(err, BROKER_FAILED_INVALID, 0, "key-set identity of %zu bytes that is not 1 "
+                    "to %d letters, digits, '.', '_' or '-'", value_length, BROKER_MAX_KEY_SET);
+        return broker_refuse(client, length, err);
+      }
+      memcpy(info->key_set, value, value_length);  /* exact: it is compared, never only shown */
+      info->key_set[value_length]= 0;
+    }
     if (field)
       broker_copy_text(field, size, value, value_length);
   }

@@ -25,6 +25,11 @@ void messages_init(void)
              !strcmp(program_invocation_short_name, "mysqld");
 }
 
+bool messages_in_server(void)
+{
+  return in_server;
+}
+
 static const char *severity_name(enum severity severity)
 {
   switch (severity)
@@ -190,6 +195,11 @@ const char *failure_text(char *buf, size_t size, const char *what,
     break;
   case BROKER_FAILED_CANCELLED:
     snprintf(buf, size, "no key for %s: the plugin is unloading", what);
+    break;
+  case BROKER_FAILED_KEY_SET:
+    snprintf(buf, size, "key broker at %s changed key sets (%s): %s is not asked for there — "
+             "give the broker back the store of this datadir's key set (docs/mariadb.md)",
+             config.socket_path, err->message, what);
     break;
   default:
     snprintf(buf, size, "request for %s failed: %s", what, cause);

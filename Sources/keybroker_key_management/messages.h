@@ -42,6 +42,9 @@ static inline unsigned request_timeout_ms(void)
 /* Whether lines go to the server's log (mariadbd) or to stderr (mariadb-backup, tests). */
 void messages_init(void);
 
+/* Whether the plugin runs inside mariadbd (not mariadb-backup or a test driver). */
+bool messages_in_server(void);
+
 void log_line(enum severity severity, const char *format, ...)
   __attribute__((format(printf, 2, 3)));
 

@@ -42,6 +42,7 @@
 #include "broker_link.h"
 #include "fetch.h"
 #include "key_cache.h"
+#include "key_set.h"
 #include "messages.h"
 #include "refresher.h"
 #include "rotation.h"
@@ -56,6 +57,7 @@ static unsigned request_timeout;  /* milliseconds */
 static unsigned startup_timeout;  /* seconds */
 static unsigned version_ttl;      /* milliseconds */
 static int rotate_key;
+static char *adopt_key_set;
 
 /* Hits are counted on every encrypted page read and write: one shared counter would have every
    core fight over its cache line (measured by make bench: 92% of a lookup's time at 8 threads).
@@ -144,6 +146,12 @@ static MYSQL_SYSVAR_INT(rotate_key, rotate_key,
   "Set to a key id to rotate that key through the broker, or to -1 to rotate every key",
   check_rotate_key, update_rotate_key, 0, -1, INT_MAX, 0);
 
+static MYSQL_SYSVAR_STR(adopt_key_set, adopt_key_set,
+  PLUGIN_VAR_RQCMDARG | PLUGIN_VAR_READONLY,
+  "Key-set identity this datadir adopts when the broker serves it instead of the one recorded in "
+  "the datadir (a planned move to another key set); empty: a different key set stops the start",
+  NULL, NULL, "");
+
 static struct st_mysql_sys_var *settings[]= {
   MYSQL_SYSVAR(socket),
   MYSQL_SYSVAR(instance),
@@ -151,12 +159,13 @@ static struct st_mysql_sys_var *settings[]= {
   MYSQL_SYSVAR(startup_timeout),
   MYSQL_SYSVAR(version_ttl),
   MYSQL_SYSVAR(rotate_key),
+  MYSQL_SYSVAR(adopt_key_set),
   NULL
 };
 
 /* ---- status variables ------------------------------------------------------------------------ */
 
-enum { STATUS_COUNTERS= 8, STATUS_TEXTS= 4 };
+enum { STATUS_COUNTERS= 8, STATUS_TEXTS= 5 };
 
 /* Laid out in the server's buffer: the variables, then the values they point to. */
 struct status_snapshot
@@ -203,6 +212,7 @@ static int show_status(MYSQL_THD thd, struct st_mysql_show_var *var, void *buff,
   s->vars[n++]= (struct st_mysql_show_var) { "provider", s->description.provider, SHOW_CHAR };
   s->vars[n++]= (struct st_mysql_show_var) { "master_key", s->description.master_key,
                                              SHOW_CHAR };
+  s->vars[n++]= (struct st_mysql_show_var) { "key_set", s->description.key_set, SHOW_CHAR };
   s->vars[n]= (struct st_mysql_show_var) { NULL, NULL, SHOW_UNDEF };
   var->type= SHOW_ARRAY;
   var->value= s->vars;
@@ -298,6 +308,7 @@ static int keybroker_deinit(void *p)
 static int keybroker_init(void *p)
 {
   char client_name[128];
+  struct plugin_description description;
   int rc;
 
   messages_init();
@@ -347,6 +358,11 @@ static int keybroker_init(void *p)
      for longer than startup_timeout. */
   if (startup_connect(startup_timeout))
     goto fail;
+  startup_description(&description);
+  if (key_set_guard(description.key_set, adopt_key_set && *adopt_key_set ? adopt_key_set : NULL))
+    goto fail;
+  if (description.key_set[0])
+    link_expect_key_set(description.key_set);
   if ((rc= refresher_start()))
   {
     log_line(SEVERITY_ERROR, "cannot start the key refresh thread: %s", strerror(rc));

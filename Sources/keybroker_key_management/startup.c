@@ -29,6 +29,7 @@ static void describe(enum broker_lane lane, const struct broker_info *info)
              info->master_key[0] ? " " : "", info->master_key, info->location[0] ? " " : "",
              info->location);
     snprintf(d.master_key, sizeof d.master_key, "%s", info->master_key);
+    snprintf(d.key_set, sizeof d.key_set, "%s", info->key_set);
   }
   pthread_mutex_lock(&lock);
   description= d;

@@ -12,12 +12,15 @@
 
 #include <stddef.h>
 
+#include "broker_client.h"
+
 /* What SHOW STATUS shows of the broker and the instance; "" for what was not told. */
 struct plugin_description
 {
   char broker_version[256];  /* the broker's name from HELLO, e.g. "keybrokerd 0.1.0" */
   char provider[320];        /* "aws alias/mariadb-encryption eu-west-1" */
   char master_key[128];      /* "alias/mariadb-encryption" */
+  char key_set[BROKER_MAX_KEY_SET + 1];  /* the instance's key-set identity (key_set.c) */
 };
 
 /* 0 when the plugin may serve keys; -1 after an error line. */

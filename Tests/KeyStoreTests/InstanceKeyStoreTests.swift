@@ -27,13 +27,14 @@ final class InstanceKeyStoreTests: XCTestCase {
         return store
     }
 
+    /// The key files (the key set's identity aside: KeySetIdentityTests).
     private func files(_ instance: String = "default") -> [String] {
         guard let dir = opendir("\(directory)/\(instance)") else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
+            if name != "." && name != ".." && name != KeyFileDirectory.keySetFileName { names.append(name) }
         }
         return names.sorted()
     }
