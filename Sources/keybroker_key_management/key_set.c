@@ -119,17 +119,18 @@ static int write_record(const char *key_set)
 int key_set_guard(const char *served, const char *adopt)
 {
   char datadir[PATH_MAX], recorded[BROKER_MAX_KEY_SET + 1];
+  if (!messages_in_server())
+  {
+    if (served[0])
+      log_line(SEVERITY_NOTE, "key set %s of instance \"%s\" (outside mariadbd the datadir's "
+               "record is not read)", served, config.instance);
+    return 0;
+  }
   if (!served[0])
   {
     log_line(SEVERITY_WARNING, "key broker at %s did not name its key set (keybrokerd older "
              "than the plugin, or INFO failed): this datadir's key set is not checked",
              config.socket_path);
-    return 0;
-  }
-  if (!messages_in_server())
-  {
-    log_line(SEVERITY_NOTE, "key set %s of instance \"%s\" (outside mariadbd the datadir's "
-             "record is not read)", served, config.instance);
     return 0;
   }
   if (!getcwd(datadir, sizeof datadir))
