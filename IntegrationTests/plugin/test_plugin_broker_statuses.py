@@ -167,7 +167,7 @@ def test_status_texts_follow_the_broker_across_a_restart(broker):
     try:
         assert d.init()[0] == 0, d.log
         assert d.texts() == {"broker_version": "misbehaving 1", "instance": "default",
-                             "provider": "aws alias/first eu-west-1", "master_key": "alias/first"}
+                             "provider": "aws alias/first eu-west-1", "master_key": "alias/first", "key_set": ""}
         master["key"] = b"alias/second"
         broker.stop()
         assert d.latest(2)[0] == INVALID
@@ -185,7 +185,8 @@ def test_status_texts_without_info_name_the_broker_only(broker):
     d = Driver(broker.path)
     try:
         assert d.init()[0] == 0, d.log
-        assert d.texts() == {"broker_version": "misbehaving 1", "instance": "default", "provider": "", "master_key": ""}
+        assert d.texts() == {"broker_version": "misbehaving 1", "instance": "default", "provider": "", "master_key": "",
+                             "key_set": ""}
     finally:
         d.close()
 

@@ -37,6 +37,7 @@ def test_the_key_set_is_shown_and_checked_on_every_later_connection(broker):
     d = Driver(broker.path)
     assert d.init()[0] == 0, d.log
     assert 'key set misbehaving-key-set of instance "default"' in d.log
+    assert d.texts()["key_set"] == "misbehaving-key-set", "shown as keybroker_key_management_key_set"
     assert d.latest(3)[0] == 1
     started = ops(broker).count(kbproto.OP_INFO)
     broker.stop()
