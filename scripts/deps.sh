@@ -6,6 +6,7 @@ set -euo pipefail
 debian_packages=(
   build-essential pkg-config libssl-dev libcurl4-openssl-dev libsystemd-dev
   mariadb-server mariadb-client mariadb-backup mariadb-test libmariadbd-dev
+  galera-4 socat iproute2
   selinux-policy-dev policycoreutils checkpolicy semodule-utils
   selinux-policy-default setools strace
   systemd util-linux procps sysbench xxd
