@@ -1,6 +1,5 @@
 import BrokerProtocol
 import CKeybrokerSystem
-import Glibc
 import Logging
 import NIOCore
 import NIOPosix
@@ -22,7 +21,16 @@ public final class BrokerServer: Service {
     /// True once the socket accepts connections (systemd's READY=1 is sent then).
     public var isListening: Bool { listening.load(ordering: .acquiring) }
 
-    public init(broker: BrokerContext, target: ListenTarget, logger: Logger, threads: Int = System.coreCount,
+    /// Event loops for client connections: half the cores, at least one. An answer from memory
+    /// costs a few microseconds of CPU, so one loop serves tens of thousands of requests a second
+    /// (work that waits, file reads and KMS calls, runs in tasks, off the loops). The clients are
+    /// mariadbd's threads on the same machine: fewer loops than cores leave them room, and a busy
+    /// loop finds several connections ready per wake-up instead of sleeping after each (bench on 2
+    /// cores, one loop against two: pipelined 0.74× against 0.61× of the C floor, one request in
+    /// flight per client 0.81× against 0.79×; medians of 7, on a loaded machine).
+    public static var defaultEventLoops: Int { max(1, System.coreCount / 2) }
+
+    public init(broker: BrokerContext, target: ListenTarget, logger: Logger, threads: Int = BrokerServer.defaultEventLoops,
                 onListening: @escaping @Sendable () -> Void = {}, onShutdown: @escaping @Sendable () -> Void = {}) {
         self.broker = broker
         self.target = target

@@ -25,12 +25,9 @@ public enum TLSFiles {
         }
         guard size > 0 else { throw Failure(description: "the KMIP client key \(path) is empty") }
         guard size <= maximumLength else { throw Failure(description: "the KMIP client key \(path) is larger than \(maximumLength) bytes") }
-        var got = 0
-        let key: SecureBytes
+        let (key, got): (SecureBytes, Int)
         do {
-            key = try SecureBytes(count: size) { (buffer: UnsafeMutableRawBufferPointer) throws(SystemError) in
-                got = try file.read(into: buffer)
-            }
+            (key, got) = try SecretFile.contents(of: file, size: size)
         } catch {
             throw Failure(description: "cannot read the KMIP client key \(path): \(error.reason)")
         }

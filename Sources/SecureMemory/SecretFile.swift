@@ -21,12 +21,9 @@ public enum SecretFile {
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(description: "\(path) is not a regular file") }
         let size = Int(info.st_size)
         guard size <= limit else { throw Failure(description: "\(path) is larger than \(limit) bytes") }
-        var got = 0
-        let bytes: SecureBytes
+        let (bytes, got): (SecureBytes, Int)
         do {
-            bytes = try SecureBytes(count: size) { (buffer: UnsafeMutableRawBufferPointer) throws(SystemError) in
-                got = try file.read(into: buffer)
-            }
+            (bytes, got) = try contents(of: file, size: size)
         } catch {
             throw Failure(description: "cannot read \(path): \(error.reason)")
         }
@@ -35,5 +32,15 @@ public enum SecretFile {
             return bytes.withUnsafeBytes { raw in SecureBytes(count: got) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<got])) } }
         }
         return bytes
+    }
+
+    /// Reads up to `size` bytes of an open file straight into locked memory; also returns how
+    /// many there were (fewer when the file shrank since it was examined).
+    public static func contents(of file: OpenedFile, size: Int) throws(SystemError) -> (bytes: SecureBytes, count: Int) {
+        var got = 0
+        let bytes = try SecureBytes(count: size) { (buffer: UnsafeMutableRawBufferPointer) throws(SystemError) in
+            got = try file.read(into: buffer)
+        }
+        return (bytes, got)
     }
 }
