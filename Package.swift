@@ -6,6 +6,7 @@ import PackageDescription
 // IntegrationTests/architecture/test_module_graph.py checks both against the sources.
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals: Target.Dependency = .product(name: "UnixSignals", package: "swift-service-lifecycle")
@@ -63,7 +64,7 @@ let package = Package(
         .target(name: "Broker", dependencies: [
             "BrokerProtocol", "BrokerPolicy", "KeyStore", "SecureMemory", "SystemSupport",
             "CKeybrokerCrypto", "CKeybrokerSystem", "CKeybrokerSystemd",
-            nioCore, nioPosix, logging, serviceLifecycle,
+            nioCore, nioPosix, nioHTTP1, logging, serviceLifecycle,
         ]),
 
         // Configuration and the executables.

@@ -132,3 +132,34 @@ def test_off_still_logs_errors(workdir, moto, proxy):
         assert "ready: instances" not in log
     finally:
         b.stop()
+
+
+def metric(text, series):
+    return next((float(l.split()[-1]) for l in text.splitlines() if l.startswith(series + " ")), None)
+
+
+def test_metrics_count_kms_calls_by_operation_and_outcome(workdir, moto, proxy):
+    """Issue 16 item 8: every KMS call counted with its outcome and time (the same calls moto answered)."""
+    b = start(workdir, "metrics", moto, proxy, "info")
+    try:
+        with kbproto.Client(b.socket) as c:
+            c.hello()
+            for key_id in (1, 2):
+                assert c.latest(key_id).status == kbproto.OK
+        ask_for_a_damaged_key_file(b, 6)
+        text = b.ctl("metrics").stdout
+        recorded = proxy.recorded()
+        for operation in ("GenerateDataKeyWithoutPlaintext", "Decrypt", "DescribeKey"):
+            ok = sum(1 for r in recorded if r["target"] == f"TrentService.{operation}" and r["status"] == 200)
+            got = metric(text, f'keybroker_aws_calls_total{{service="kms",operation="{operation}",outcome="ok"}}') or 0
+            # The counters live in the process: what the running broker (after its restart) made.
+            assert got <= ok and got >= (1 if operation != "GenerateDataKeyWithoutPlaintext" else 0), (operation, got, ok, text)
+        # moto refuses the damaged blob (with the code it picks): one failed Decrypt, counted under that code.
+        failed = [l for l in text.splitlines() if l.startswith('keybroker_aws_calls_total{service="kms",operation="Decrypt",outcome="')
+                  and 'outcome="ok"' not in l]
+        assert len(failed) == 1 and failed[0].endswith(" 1"), text
+        count = metric(text, 'keybroker_aws_call_duration_seconds_count{service="kms",operation="Decrypt"}')
+        inf = metric(text, 'keybroker_aws_call_duration_seconds_bucket{service="kms",operation="Decrypt",le="+Inf"}')
+        assert count and count == inf
+    finally:
+        b.stop()

@@ -80,23 +80,28 @@ public final class AWSRequester: Sendable {
                                                        timeoutMilliseconds: timeoutMilliseconds))
         } catch {
             let failure = AWSError(.transport, operation: operation, message: "\(endpoint.host): \(error.message)")
-            trace(operation, subject: subject, outcome: "no answer (\(error.message))", requestID: nil, since: started)
+            trace(operation, subject: subject, outcome: "no answer (\(error.message))", requestID: nil, since: started, metric: "no_answer")
             throw failure
         }
         guard (200..<300).contains(response.status) else {
             let failure = Self.serviceError(operation: operation, response: response, protocol: kind)
-            trace(operation, subject: subject, outcome: "HTTP \(response.status) \(failure.code ?? "")", requestID: failure.requestID, since: started)
+            trace(operation, subject: subject, outcome: "HTTP \(response.status) \(failure.code ?? "")", requestID: failure.requestID, since: started,
+                  metric: failure.code ?? "HTTP\(response.status)")
             throw failure
         }
-        trace(operation, subject: subject, outcome: "HTTP \(response.status)", requestID: response.requestID, since: started)
+        trace(operation, subject: subject, outcome: "HTTP \(response.status)", requestID: response.requestID, since: started, metric: "ok")
         return response.body
     }
 
-    /// `log_level = "trace"`: one line per call, what CloudTrail can be matched with. Never the
-    /// body or the headers (they carry the signature, tokens and, for Decrypt, the key).
-    private func trace(_ operation: String, subject: String?, outcome: String, requestID: String?, since started: ContinuousClock.Instant) {
-        guard logger.logLevel <= .trace else { return }
+    /// Every call is counted (`MetricsRegistry`); at `log_level = "trace"` it is also one line,
+    /// what CloudTrail can be matched with. Never the body or the headers (they carry the
+    /// signature, tokens and, for Decrypt, the key).
+    private func trace(_ operation: String, subject: String?, outcome: String, requestID: String?, since started: ContinuousClock.Instant,
+                       metric: String) {
         let elapsed = ContinuousClock.now - started
+        MetricsRegistry.shared.recordCall(operation: operation, outcome: metric,
+                                          seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        guard logger.logLevel <= .trace else { return }
         let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
         logger.trace("AWS \(operation)\(subject.map { " (\($0))" } ?? ""): \(outcome.trimmingCharacters(in: [" "])) in \(milliseconds) ms, request id \(requestID ?? "none")",
                      metadata: ["event": "aws_call"])

@@ -40,6 +40,11 @@ extension ConnectionHandler {
             answerLater(context: context, op: .admin, requestID: requestID) {
                 encoded(await store.move(into: target, concurrency: 8).answer(from: instance, into: target))
             }
+        case .metrics:
+            // One answer is one frame: the text is cut before JSON escaping could overflow it.
+            let metrics = MetricsAnswer(text: broker.metricsText(limit: 48_000))
+            answered(.admin)
+            answer(context: context) { $0.writeAdminAnswer(requestID: requestID, answer: metrics) }
         case let .unlock(tokenCode):
             logger.notice("uid \(uid) unlocks instance \"\(instance)\"")
             answerLater(context: context, op: .admin, requestID: requestID) {

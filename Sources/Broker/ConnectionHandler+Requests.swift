@@ -3,6 +3,7 @@ import CKeybrokerCrypto
 import KeyStore
 import NIOCore
 import SecureMemory
+import SystemSupport
 
 /// Dispatch: each request of a bound connection to the key store, answered inline when the answer
 /// is in memory and from a task otherwise.
@@ -24,6 +25,7 @@ extension ConnectionHandler {
             break
         case let .latestKey(keyID):
             if let cached = session.store.cachedLatest(keyID: keyID) {
+                answered(.latestKey)
                 answer(context: context) { Self.writeLatestKey(&$0, requestID: id, version: cached.version, key: cached.key) }
                 return
             }
@@ -34,6 +36,7 @@ extension ConnectionHandler {
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
             if let key = session.store.cachedKey(ref) {
+                answered(.getKey)
                 answer(context: context) { Self.writeGetKey(&$0, requestID: id, key: key) }
                 return
             }
@@ -50,8 +53,14 @@ extension ConnectionHandler {
         case .status:
             let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
             let document = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
+            answered(.status)
             answer(context: context) { $0.writeStatusAnswer(requestID: id, document: document) }
         }
+    }
+
+    /// Counts an OK answered inline (from memory); failures and answers from tasks count themselves.
+    func answered(_ op: Opcode) {
+        MetricsRegistry.shared.countAnswer(op: op.rawValue, status: ResponseStatus.ok.rawValue)
     }
 
     private func rotate(context: ChannelHandlerContext, store: InstanceKeyStore, requestID id: UInt32, keyID: UInt32) {
@@ -81,6 +90,7 @@ extension ConnectionHandler {
         if let location = provider.masterKeyLocation { fields.append(("location", location)) }
         if let keySet = store.keySet { fields.append(("key_set", keySet.value)) }
         let info = InstanceInfo(fields)
+        answered(.info)
         answer(context: context) { $0.writeInfoAnswer(requestID: id, info: info) }
     }
 
@@ -153,11 +163,15 @@ extension ConnectionHandler {
             guard buffer.readableBytes - 4 <= ProtocolConstants.maximumFrameLength else {
                 throw KeyStoreError(.internal, "the answer is larger than one frame (\(ProtocolConstants.maximumFrameLength) bytes)")
             }
+            // The status byte of the (one) answer: OK, or PARTIAL from a ROTATE of every key.
+            MetricsRegistry.shared.countAnswer(op: op.rawValue, status: buffer.getInteger(at: buffer.readerIndex + 9, as: UInt8.self) ?? 0)
             return buffer
         } catch {
             let failure = error as? KeyStoreError ?? KeyStoreError(.internal, "\(error)")
             broker.counters.errors.add(1, ordering: .relaxed)
             var buffer = ByteBuffer()
+            MetricsRegistry.shared.countAnswer(op: op.rawValue, status: failure.code == .refused ? ResponseStatus.refused.rawValue
+                                                                                                 : status(for: failure.code).rawValue)
             if failure.code == .refused {
                 buffer.writeRefusal(op: op, requestID: requestID,
                                     KeyServiceRefusal(message: failure.message, code: failure.serviceCode ?? "", key: failure.serviceKey ?? ""))

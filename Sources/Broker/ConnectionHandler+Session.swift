@@ -83,6 +83,7 @@ extension ConnectionHandler {
         admission.authenticated()
         logger[metadataKey: "instance"] = "\(instance)"
         logger.debug("uid \(peer.uid) (pid \(peer.pid), client \(shownClient)) uses instance \"\(instance)\"\(isAdmin ? " as admin" : "")")
+        answered(.hello)
         answer(context: context) { $0.writeHelloAnswer(requestID: requestID, server: BrokerContext.serverName) }
     }
 }

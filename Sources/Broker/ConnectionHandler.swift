@@ -4,6 +4,7 @@ import CKeybrokerSystem
 import KeyStore
 import Logging
 import NIOCore
+import SystemSupport
 
 /// One admitted client connection (AcceptLoop has checked the peer and its budgets), the transport
 /// half: framing, timeouts and the output budget. The session (HELLO) is in
@@ -289,6 +290,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// `op` is a byte: an unknown op is echoed too.
     private func fail(context: ChannelHandlerContext, op: UInt8, requestID: UInt32, status: ResponseStatus, message: String, close: Bool) {
         broker.counters.errors.add(1, ordering: .relaxed)
+        MetricsRegistry.shared.countAnswer(op: op, status: status.rawValue)
         answer(context: context) { $0.writeFailure(op: op, requestID: requestID, status: status, message: message) }
         if close { closeAfterWriting(context: context) }
     }

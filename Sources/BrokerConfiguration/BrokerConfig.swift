@@ -34,6 +34,32 @@ public struct BrokerConfig: Sendable {
     /// In the order of the file.
     public var instances: [InstanceConfig]
     public var limits: Limits
+    /// `metrics_listen = "127.0.0.1:9464"`: where the metrics are served over HTTP; nil: not at all.
+    public var metricsListen: ListenAddress?
+
+    public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+        /// "127.0.0.1:9464", "[::1]:9464", "localhost:9464".
+        public init?(parsing text: String) {
+            let host: Substring, port: Substring
+            if text.hasPrefix("[") {
+                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+                host = text[text.index(after: text.startIndex)..<close]
+                port = text[text.index(close, offsetBy: 2)...]
+            } else {
+                guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+                host = text[..<colon]
+                port = text[text.index(after: colon)...]
+            }
+            guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-:".contains($0)) }),
+                  let number = Int(port), (1...65535).contains(number) else { return nil }
+            self.host = String(host)
+            self.port = number
+        }
+    }
 
     /// Far beyond any real configuration (a thousand instances take a few hundred KiB).
     public static let maximumFileSize = 4 << 20
@@ -91,6 +117,13 @@ public struct BrokerConfig: Sendable {
         if let value = try reader.integer("access_refresh_ms", in: 100...86_400_000) { limits.accessRefreshMilliseconds = value }
         if let value = try reader.integer("frame_timeout_ms", in: 100...3_600_000) { limits.frameTimeoutMilliseconds = value }
         if let value = try reader.integer("idle_timeout_ms", in: 0...86_400_000) { limits.idleTimeoutMilliseconds = value }
+        var metricsListen: ListenAddress?
+        if let text = try reader.string("metrics_listen") {
+            guard let address = ListenAddress(parsing: text) else {
+                throw reader.error("metrics_listen", "must be HOST:PORT, like \"127.0.0.1:9464\" or \"[::1]:9464\", not \"\(text)\"")
+            }
+            metricsListen = address
+        }
         guard socketPath.hasPrefix("/") else { throw reader.error("socket", "must be an absolute path") }
         guard socketPath.utf8.count < 108 else { throw reader.error("socket", "is longer than a Unix socket path may be (107 bytes)") }
         guard stateDirectory.hasPrefix("/") else { throw reader.error("state_dir", "must be an absolute path") }
@@ -109,6 +142,6 @@ public struct BrokerConfig: Sendable {
             throw ConfigError(file: file, key: "instances", "no instance is configured; add an [instances.default] table")
         }
         return BrokerConfig(file: file, socketPath: socketPath, stateDirectory: stateDirectory, logLevel: logLevel,
-                            admins: admins, instances: instances, limits: limits)
+                            admins: admins, instances: instances, limits: limits, metricsListen: metricsListen)
     }
 }

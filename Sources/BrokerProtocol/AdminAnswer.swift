@@ -116,3 +116,20 @@ public struct UnlockAnswer: AdminAnswer {
         }
     }
 }
+
+/// `metrics prometheus`: `{"text": "..."}`, the Prometheus text exposition.
+public struct MetricsAnswer: AdminAnswer {
+    public var text: String
+
+    public init(text: String) {
+        self.text = text
+    }
+
+    public var json: String { JSONValue.object([("text", .string(text))]).serialized }
+
+    public init(json: String) throws(DocumentError) {
+        self = try DocumentReader.read(json, what: "the answer to metrics") { document throws(DocumentError) in
+            MetricsAnswer(text: try document.string("text"))
+        }
+    }
+}

@@ -8,23 +8,26 @@ public enum AdminCommand: Sendable, Equatable {
     case rewrapInto(instance: String)
     /// `unlock TOKEN_CODE`: two-factor start with a code from the instance's MFA device.
     case unlock(tokenCode: String)
+    /// `metrics FORMAT`: the daemon's metrics; the one format is `prometheus` (text exposition).
+    case metrics(format: String)
 
     /// The longest command text, in bytes.
     public static let maximumLength = 4096
     /// What an unknown verb is told.
-    static let expected = "expected \"rewrap MASTER_KEY\", \"rewrap-into INSTANCE\" or \"unlock TOKEN_CODE\""
+    static let expected = "expected \"rewrap MASTER_KEY\", \"rewrap-into INSTANCE\", \"unlock TOKEN_CODE\" or \"metrics prometheus\""
 
     public var verb: String {
         switch self {
         case .rewrap: "rewrap"
         case .rewrapInto: "rewrap-into"
         case .unlock: "unlock"
+        case .metrics: "metrics"
         }
     }
 
     public var argument: String {
         switch self {
-        case let .rewrap(value), let .rewrapInto(value), let .unlock(value): value
+        case let .rewrap(value), let .rewrapInto(value), let .unlock(value), let .metrics(value): value
         }
     }
 
@@ -45,7 +48,7 @@ public enum AdminCommand: Sendable, Equatable {
         let words = text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let verb = words[0]
         guard words.count == 2, !words[1].isEmpty, !words[1].contains(" ") else {
-            let known = ["rewrap", "rewrap-into", "unlock"].contains(verb)
+            let known = ["rewrap", "rewrap-into", "unlock", "metrics"].contains(verb)
             throw refuse(known ? "admin command \"\(verb)\" takes one argument after one space; \(Self.expected)"
                                : "unknown admin command \"\(verb.prefix(64))\"; \(Self.expected)")
         }
@@ -53,6 +56,9 @@ public enum AdminCommand: Sendable, Equatable {
         case "rewrap": self = .rewrap(masterKey: words[1])
         case "rewrap-into": self = .rewrapInto(instance: words[1])
         case "unlock": self = .unlock(tokenCode: words[1])
+        case "metrics":
+            guard words[1] == "prometheus" else { throw refuse("metrics are written in one format: \"metrics prometheus\"") }
+            self = .metrics(format: words[1])
         default: throw refuse("unknown admin command \"\(verb.prefix(64))\"; \(Self.expected)")
         }
     }

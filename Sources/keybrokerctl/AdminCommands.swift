@@ -244,3 +244,19 @@ struct Export: ParsableCommand {
         print("exported \(refs.count) key files of instance \"\(options.instance)\" to \(target)")
     }
 }
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the broker's metrics in Prometheus text format.",
+        discussion: """
+            For node_exporter's textfile collector: keybrokerctl metrics > /var/lib/prometheus/node-exporter/keybroker.prom.$$ && \
+            mv /var/lib/prometheus/node-exporter/keybroker.prom.$$ /var/lib/prometheus/node-exporter/keybroker.prom (a cron job or a timer). \
+            Or let Prometheus scrape metrics_listen.
+            """)
+    @OptionGroup var options: GlobalOptions
+
+    func run() throws {
+        let answer = try adminCommand(options, .metrics(format: "prometheus"), timeoutSeconds: 30, answer: MetricsAnswer.self)
+        print(answer.text, terminator: "")
+    }
+}

@@ -39,7 +39,7 @@ struct Keybrokerctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybrokerctl",
         abstract: "Administer keybroker: inspect, fetch and rotate data keys.",
-        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, Rewrap.self, Import.self, Export.self, Unlock.self,
+        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, Rewrap.self, Import.self, Export.self, Unlock.self, Metrics.self,
                       InitLocal.self])
 
     /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.

@@ -98,13 +98,16 @@ struct ConfigReloader: Service {
         if new.limits != old.limits { parts.append("limits changed") }
         if new.logLevel != old.logLevel { parts.append("log_level \(new.logLevel.rawValue)") }
         logger.notice("reloaded \(new.file): \(parts.isEmpty ? "nothing changed" : parts.joined(separator: "; "))", metadata: ["event": "reloaded"])
-        for (setting, before, after) in [("socket", old.socketPath, new.socketPath), ("state_dir", old.stateDirectory, new.stateDirectory)] where before != after {
+        let metrics = (old.metricsListen.map { "\($0)" } ?? "(off)", new.metricsListen.map { "\($0)" } ?? "(off)")
+        for (setting, before, after) in [("socket", old.socketPath, new.socketPath), ("state_dir", old.stateDirectory, new.stateDirectory),
+                                         ("metrics_listen", metrics.0, metrics.1)] where before != after {
             logger.warning("\(setting) changed from \(before) to \(after): that takes a restart (systemctl restart keybroker); still using \(before)")
         }
         // What is in force: the new lists and limits, with the socket and state directory of the start.
         var inForce = new
         inForce.socketPath = old.socketPath
         inForce.stateDirectory = old.stateDirectory
+        inForce.metricsListen = old.metricsListen
         return inForce
     }
 }

@@ -80,15 +80,21 @@ struct Keybrokerd: AsyncParsableCommand {
         let accessRefresh = AccessRefreshService(broker: broker, logger: logger)
         let reloader = ConfigReloader(broker: broker, initial: settings, accessRefresh: accessRefresh, logger: logger)
         let rotation = ScheduledRotationService(broker: broker, logger: logger)
+        var optional: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let address = settings.metricsListen {
+            optional.append(.init(service: MetricsHTTPServer(broker: broker, host: address.host, port: address.port, logger: logger)))
+        }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server), .init(service: warmUp),
                        .init(service: notifier), .init(service: accessRefresh), .init(service: reloader),
-                       .init(service: rotation)],
+                       .init(service: rotation)] + optional,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
         do {
             try await group.run()
         } catch let error as BrokerServer.Failure {
+            throw StartupError(error.description)
+        } catch let error as MetricsHTTPServer.Failure {
             throw StartupError(error.description)
         }
         broker.releaseKeys()

@@ -81,6 +81,19 @@ final class BrokerConfigTests: XCTestCase {
         assertError("log_level = \"loud\"\n" + minimal, key: "log_level", contains: "must be one of")
     }
 
+    func testMetricsListenAndRotateAfter() throws {
+        XCTAssertEqual(try parse("metrics_listen = \"127.0.0.1:9464\"\n" + minimal).metricsListen, BrokerConfig.ListenAddress(parsing: "127.0.0.1:9464"))
+        XCTAssertEqual(try parse("metrics_listen = \"[::1]:9464\"\n" + minimal).metricsListen?.host, "::1")
+        XCTAssertNil(try parse(minimal).metricsListen)
+        for bad in ["9464", "127.0.0.1:0", "127.0.0.1:70000", ":9464", "a b:1", "::1:9464"] {
+            assertError("metrics_listen = \"\(bad)\"\n" + minimal, key: "metrics_listen", contains: "HOST:PORT")
+        }
+        XCTAssertEqual(try parse(minimal + "\nrotate_after = \"90d\"").instances[0].rotateAfterSeconds, 90 * 86400)
+        XCTAssertEqual(try parse(minimal + "\nrotate_after = \"2s\"").instances[0].rotateAfterSeconds, 2)
+        XCTAssertEqual(try parse(minimal + "\nrotate_after = \"12h\"").instances[0].rotateAfterSeconds, 12 * 3600)
+        XCTAssertNil(try parse(minimal).instances[0].rotateAfterSeconds)
+    }
+
     /// aws_key_management_log_level's values, in any case; Off and Fatal still log errors.
     func testLogLevelsOfAWSKeyManagement() throws {
         let expected: [(String, BrokerConfig.LogLevel)] = [
