@@ -7,7 +7,7 @@ whether it is met, and writes everything as JSON to bench/results/<timestamp>.js
 bench/results/latest.json. No row asserts: the bench reports.
 
     python3 bench/run.py --bin-dir .build/release --plugin build/plugin/keybroker_key_management.so \
-        --tools build/bench [--reps 5] [--rows 1,2,3,4,5,6,7]
+        --tools build/bench [--reps 5] [--rows 1,2,3,4,5,6,7,8]
 """
 import argparse
 import concurrent.futures
@@ -711,12 +711,14 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     total = time.monotonic() - started
     info["load_average_at_end"] = os.getloadavg()
-    result = {"started_utc": stamp, "machine": info, "reps": ARGS.reps, "rows": rows, "seconds": round(total, 1),
+    result = {"started_utc": stamp, "machine": info, "reps": ARGS.reps, "roundtrip_reps": ARGS.roundtrip_reps,
+              "sysbench_reps": ARGS.sysbench_reps, "rows": rows, "seconds": round(total, 1),
               "seconds_per_row": timings, "details": details}
 
     print()
     print(f"keybroker bench — {info['cores']} cores, {info['cpu_model']}, {info['memory_gib']} GiB RAM, "
-          f"kernel {info['kernel']}, commit {info['git_commit']}; median (min–max) of {ARGS.reps} runs each, "
+          f"kernel {info['kernel']}, commit {info['git_commit']}; median (min–max) of {ARGS.reps} runs each "
+          f"({ARGS.roundtrip_reps} for rows 2, 3 and 8, {ARGS.sysbench_reps} for row 5), "
           f"baseline in the same run; {total / 60:.1f} min")
     print()
     print(table(rows))
