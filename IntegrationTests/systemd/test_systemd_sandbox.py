@@ -241,6 +241,46 @@ def test_watchdog_keeps_it_running(started):
     assert int(after["WatchdogTimestampMonotonic"]) > 0, "no WATCHDOG=1 received"
 
 
+def test_systemctl_reload_applies_the_file_or_reports_why_not(started):
+    """Issue 16 item 1 under systemd: ExecReload= sends SIGHUP; a broken file keeps the broker serving
+    and says why in `systemctl status` (STATUS=), a good one clears it."""
+    config = "/etc/keybroker/keybroker.toml"
+    good = started.ns("cat", config).stdout
+    pid = started.show("keybroker.service", "MainPID")["MainPID"]
+
+    def reload_and_wait(expect):
+        before = started.daemon_log().count(expect)
+        r = started.ns("systemctl", "reload", "keybroker.service")
+        assert r.returncode == 0, r.stderr
+        deadline = time.time() + 30
+        while started.daemon_log().count(expect) == before and time.time() < deadline:
+            time.sleep(0.2)
+        assert started.daemon_log().count(expect) > before, started.daemon_log()[-2000:]
+
+    try:
+        r = started.ns("sed", "-i", 's/^log_level = "info"/log_level = "loud"/', config)
+        assert r.returncode == 0 and 'log_level = "loud"' in started.ns("cat", config).stdout, r.stderr
+        reload_and_wait("reload failed")
+        deadline = time.time() + 30
+        while "reload failed" not in started.show("keybroker.service", "StatusText")["StatusText"] and time.time() < deadline:
+            time.sleep(0.2)
+        state = started.show("keybroker.service", "StatusText", "ActiveState", "MainPID")
+        assert "reload failed" in state["StatusText"] and "log_level" in state["StatusText"], state
+        assert state["ActiveState"] == "active" and state["MainPID"] == pid, state
+        r = started.ns(KEYBROKERCTL, "--socket", "/run/keybroker/keybroker.sock", "status")
+        assert r.returncode == 0 and "reload failed" in r.stdout, r.stdout + r.stderr
+        r = started.ns(KEYBROKERCTL, "--socket", "/run/keybroker/keybroker.sock", "latest", "1", user="mysql")
+        assert r.returncode == 0, ("still serving", r.stderr)
+    finally:
+        subprocess.run(["nsenter", "-t", str(started.pid), "-m", "-p", "--", "sh", "-c", f"cat > {config}"], input=good, text=True, timeout=30)
+    reload_and_wait("reloaded ")
+    deadline = time.time() + 30
+    while "reload failed" in started.show("keybroker.service", "StatusText")["StatusText"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert "reload failed" not in started.show("keybroker.service", "StatusText")["StatusText"]
+    assert started.show("keybroker.service", "MainPID")["MainPID"] == pid, "a reload never restarts"
+
+
 def test_stop_is_clean(started):
     r = started.ns("systemctl", "stop", "keybroker.service")
     assert r.returncode == 0, r.stderr
