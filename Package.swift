@@ -55,6 +55,7 @@ let package = Package(
         .target(name: "AWSKMS", dependencies: [
             "AWSCore", "BrokerProtocol", "KeyStore", "ProviderSettings", "SecureMemory", "SystemSupport", logging,
         ]),
+        .target(name: "S3Store", dependencies: ["AWSCore", "BrokerProtocol", "KeyStore", "ProviderSettings", "SystemSupport", logging]),
         .target(name: "KMIPKMS", dependencies: [
             "BrokerProtocol", "KeyStore", "KMIPProtocol", "ProviderSettings", "SecureMemory", "SystemSupport",
             "CKeybrokerCrypto", "CKeybrokerTLS", nioPosix, logging,
@@ -70,7 +71,8 @@ let package = Package(
         // Configuration and the executables.
         .target(name: "BrokerConfiguration", dependencies: ["BrokerPolicy", "ProviderSettings", "SystemSupport", "TOMLKit"]),
         .executableTarget(name: "keybrokerd", dependencies: [
-            "Broker", "BrokerConfiguration", "BrokerPolicy", "KeyStore", "KMS", "AWSKMS", "KMIPKMS", "ProviderSettings", "SecureMemory", "SystemSupport",
+            "Broker", "BrokerConfiguration", "BrokerPolicy", "KeyStore", "KMS", "AWSCore", "AWSKMS", "KMIPKMS", "S3Store", "ProviderSettings",
+            "SecureMemory", "SystemSupport",
             "CKeybrokerSystem", "CKeybrokerSystemd",
             argumentParser, logging, serviceLifecycle, unixSignals,
         ]),
@@ -79,7 +81,7 @@ let package = Package(
             argumentParser, nioCore,
         ]),
         // A test tool (not installed): keybrokerd's SigV4 signatures for the comparison with botocore.
-        .executableTarget(name: "keybroker-sigv4-check", dependencies: ["AWSCore", "AWSKMS", "ProviderSettings"], path: "Tests/Tools/SigV4Check"),
+        .executableTarget(name: "keybroker-sigv4-check", dependencies: ["AWSCore", "AWSKMS", "ProviderSettings", "S3Store"], path: "Tests/Tools/SigV4Check"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport", "TestSupport"]),
@@ -91,9 +93,10 @@ let package = Package(
             "Broker", "BrokerPolicy", "KeyStore", "KMS", "BrokerProtocol", "SecureMemory", "CKeybrokerSystem", "TestSupport", logging,
             nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "TestSupport"]),
+        .testTarget(name: "BrokerConfigurationTests", dependencies: ["BrokerConfiguration", "BrokerPolicy", "ProviderSettings", "TestSupport"]),
         .testTarget(name: "AWSCoreTests", dependencies: ["AWSCore", "ProviderSettings", "SecureMemory", "SystemSupport"]),
         .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "AWSCore", "KeyStore", "BrokerProtocol"]),
+        .testTarget(name: "S3StoreTests", dependencies: ["S3Store"]),
         .testTarget(name: "KMIPProtocolTests", dependencies: ["KMIPProtocol"]),
         .testTarget(name: "KMIPKMSTests", dependencies: ["KMIPKMS", "KMIPProtocol", "ProviderSettings", "BrokerProtocol", "SecureMemory"]),
     ],

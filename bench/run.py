@@ -7,7 +7,7 @@ whether it is met, and writes everything as JSON to bench/results/<timestamp>.js
 bench/results/latest.json. No row asserts: the bench reports.
 
     python3 bench/run.py --bin-dir .build/release --plugin build/plugin/keybroker_key_management.so \
-        --tools build/bench [--reps 5] [--rows 1,2,3,4,5,6,7,8]
+        --tools build/bench [--reps 5] [--rows 1,2,3,4,5,6,7,8,9]
 """
 import argparse
 import concurrent.futures
@@ -35,7 +35,7 @@ def parse_args():
     p.add_argument("--plugin", default=str(ROOT / "build" / "plugin" / "keybroker_key_management.so"))
     p.add_argument("--tools", default=str(ROOT / "build" / "bench"), help="kbload, floor_server, keybench")
     p.add_argument("--reps", type=int, default=5, help="repetitions of every measurement (default 5)")
-    p.add_argument("--rows", default="1,2,3,4,5,6,7,8", help="rows to run, e.g. 1,3")
+    p.add_argument("--rows", default="1,2,3,4,5,6,7,8,9", help="rows to run, e.g. 1,3")
     p.add_argument("--sysbench-seconds", type=int, default=10, help="length of one sysbench run (row 5)")
     p.add_argument("--sysbench-reps", type=int, default=10,
                    help="sysbench runs per server, alternating (row 5; default 10: short runs, many alternations)")
@@ -486,6 +486,55 @@ def row_kmip_warm_up(work):
     return rows, {"seconds": times}
 
 
+# ---- row 9: key creation with the shared S3 store vs the local store --------------------------
+
+STORE_KEYS = 100
+
+
+def row_store_creation(work):
+    """Creating new keys (LATEST_KEY of a new id: GenerateDataKeyWithoutPlaintext and Decrypt at
+    KMS, then the key file) one at a time with provider = "aws", both against one moto_server
+    (S3 and KMS, signatures checked): into state_dir, and into an S3 store (one ListObjectsV2 for
+    the id, the PutObject with If-None-Match, then the cache file). Reports the time per key."""
+    from s3store import MotoS3, StoreAccount, store_instance
+    moto = MotoS3(str(work)).start()
+    try:
+        account = StoreAccount(moto)
+        env = account.env()
+        brokers = {
+            "local store": Broker(work / "local", instances={"default": {k: v for k, v in store_instance(moto, provider="aws").items()
+                                                                         if not k.startswith("store")}}),
+            "S3 store": Broker(work / "s3", instances={"default": store_instance(moto, provider="aws", prefix="bench")}),
+        }
+        for b in brokers.values():
+            b.start(env=env)
+        times = {name: [] for name in brokers}
+        order = list(brokers)
+        next_id = 1
+        for rep in range(ARGS.reps):
+            for name in (order if rep % 2 == 0 else order[::-1]):
+                with kbproto.Client(brokers[name].socket, timeout=60) as c:
+                    c.hello()
+                    t0 = time.monotonic()
+                    for key_id in range(next_id, next_id + STORE_KEYS):
+                        r = c.latest(key_id)
+                        if r.status != kbproto.OK:
+                            raise RuntimeError(f"{name}: creating key {key_id}: {r}")
+                    times[name].append((time.monotonic() - t0) / STORE_KEYS * 1000)
+                next_id += STORE_KEYS
+                log(f"  creation rep {rep + 1}, {name}: {times[name][-1]:.1f} ms per key")
+        for b in brokers.values():
+            b.stop()
+    finally:
+        moto.stop()
+    ratio = [s / local for s, local in zip(times["S3 store"], times["local store"])]
+    note = ("provider aws, KMS and S3 both in one moto_server with SigV4 checks; one key at a time on one connection; "
+            "the S3 store adds a ListObjectsV2 and a PutObject (If-None-Match: *) per new key; ratio column: S3 ÷ local")
+    return [row("9", f"creation of a new key with the S3 store, {STORE_KEYS} keys one at a time (ms per key)",
+                spread(times["S3 store"]), spread(times["local store"]), spread(ratio), "— (reported)", None, "ms", note)], \
+        {"ms_per_key": times}
+
+
 # ---- row 5: sysbench oltp_write_only, keybroker vs file_key_management -----------------------
 
 def row_sysbench(work):
@@ -693,7 +742,7 @@ def main():
     wanted = {int(x) for x in ARGS.rows.split(",") if x.strip()}
     steps = [(1, "plugin cached path", row_cached_lookups), (2, "round trip and throughput", rows_broker_vs_floor),
              (4, "warm-up", row_warm_up), (5, "sysbench", row_sysbench), (6, "memory", row_memory),
-             (7, "kmip warm-up", row_kmip_warm_up)]
+             (7, "kmip warm-up", row_kmip_warm_up), (9, "key creation, S3 store vs local", row_store_creation)]
     rows, details, timings = [], {}, {}
     try:
         for number, title, step in steps:

@@ -52,7 +52,7 @@ class Moto:
             if k.startswith("AWS_"):
                 del env[k]
         self.log = open(os.path.join(self.logdir, f"moto-{self.port}.log"), "ab")
-        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+        self.proc = subprocess.Popen([*self.command(), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -64,6 +64,10 @@ class Moto:
                     raise RuntimeError("moto_server exited")
                 time.sleep(0.1)
         raise RuntimeError("moto_server did not start")
+
+    def command(self):
+        """What runs the server; the arguments of moto_server follow."""
+        return ["moto_server"]
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -56,6 +56,8 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
         "LimitExceededException", "BandwidthLimitExceeded", "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
         "RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure", "ServiceUnavailable",
         "KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException", "IDPCommunicationError",
+        // S3: a conditional write raced another one on the same key; S3 asks for a retry.
+        "ConditionalRequestConflict",
     ]
 
     /// Codes that mean the credentials themselves are stale: refresh them and try once more.

@@ -36,22 +36,57 @@ public final class AWSRequester: Sendable {
         self.logger = logger
     }
 
+    /// One request as a service's client builds it: method, where it goes (the path and the
+    /// canonical query already URI-encoded, as they are signed), headers beyond Host, the body.
+    public struct Call: Sendable {
+        public var operation: String
+        public var method: String
+        public var endpoint: Endpoint
+        public var path: String
+        public var query: String
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+
+        public init(operation: String, method: String = "POST", endpoint: Endpoint, path: String? = nil, query: String = "",
+                    headers: [(String, String)], body: [UInt8]) {
+            self.operation = operation
+            self.method = method
+            self.endpoint = endpoint
+            self.path = path ?? endpoint.path
+            self.query = query
+            self.headers = headers
+            self.body = body
+        }
+
+        /// The URL sent: the endpoint's scheme and host, this call's path and query.
+        public var url: String {
+            "\(endpoint.isHTTPS ? "https" : "http")://\(endpoint.host)\(path)\(query.isEmpty ? "" : "?" + query)"
+        }
+    }
+
     /// Returns the body of a 2xx answer. `subject` names what the call is about for the trace
     /// line (the KMS key, the data key); it never holds a secret.
     public func send(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
               headers extraHeaders: [(String, String)], body: [UInt8], credentials: Credentials?,
               maxRetries overrideRetries: Int? = nil, subject: String? = nil) async throws(AWSError) -> ResponseBody {
+        let call = Call(operation: operation, endpoint: endpoint, headers: extraHeaders, body: body)
+        return try await send(call, signer: signer, protocol: kind, credentials: credentials, maxRetries: overrideRetries, subject: subject).body
+    }
+
+    /// Sends `call` until it succeeds, fails for good or runs out of retries. An answer whose
+    /// status is in `accepted` (S3's 404 and 412) is returned like a 2xx one, not retried.
+    public func send(_ call: Call, signer: SigV4Signer?, protocol kind: ErrorFormat, credentials: Credentials?,
+                     maxRetries overrideRetries: Int? = nil, accepted: Set<Int> = [], subject: String? = nil) async throws(AWSError) -> HTTPResponse {
         let retries = overrideRetries ?? maxRetries
         var attempt = 0
         var refreshedOnce = false
         while true {
             do throws(AWSError) {
-                return try await attemptOnce(operation: operation, endpoint: endpoint, signer: signer, protocol: kind,
-                                             headers: extraHeaders, body: body, credentials: credentials, subject: subject)
+                return try await attemptOnce(call, signer: signer, protocol: kind, credentials: credentials, accepted: accepted, subject: subject)
             } catch {
                 if let code = error.code, AWSError.expiredCredentialCodes.contains(code), let credentials, !refreshedOnce {
                     refreshedOnce = true
-                    logger.notice("AWS \(operation): \(code); refreshing the credentials and trying again")
+                    logger.notice("AWS \(call.operation): \(code); refreshing the credentials and trying again")
                     await credentials.invalidate()
                     continue
                 }
@@ -64,33 +99,32 @@ public final class AWSRequester: Sendable {
         }
     }
 
-    private func attemptOnce(operation: String, endpoint: Endpoint, signer: SigV4Signer?, protocol kind: ErrorFormat,
-                             headers extraHeaders: [(String, String)], body: [UInt8],
-                             credentials: Credentials?, subject: String?) async throws(AWSError) -> ResponseBody {
-        var headers: [(String, String)] = [("Host", endpoint.host)] + extraHeaders
+    private func attemptOnce(_ call: Call, signer: SigV4Signer?, protocol kind: ErrorFormat, credentials: Credentials?,
+                             accepted: Set<Int>, subject: String?) async throws(AWSError) -> HTTPResponse {
+        var headers: [(String, String)] = [("Host", call.endpoint.host)] + call.headers
         if let signer, let credentials {
             let current = try await credentials.get()
-            headers = signer.sign(method: "POST", path: endpoint.path, headers: headers, body: body,
+            headers = signer.sign(method: call.method, path: call.path, query: call.query, headers: headers, body: call.body,
                                   credentials: current, time: unixNow()).headers
         }
         let response: HTTPResponse
         let started = ContinuousClock.now
         do {
-            response = try await http.send(HTTPRequest(method: "POST", url: endpoint.url, headers: headers, body: body,
+            response = try await http.send(HTTPRequest(method: call.method, url: call.url, headers: headers, body: call.body,
                                                        timeoutMilliseconds: timeoutMilliseconds))
         } catch {
-            let failure = AWSError(.transport, operation: operation, message: "\(endpoint.host): \(error.message)")
-            trace(operation, subject: subject, outcome: "no answer (\(error.message))", requestID: nil, since: started, metric: "no_answer")
+            let failure = AWSError(.transport, operation: call.operation, message: "\(call.endpoint.host): \(error.message)")
+            trace(call.operation, subject: subject, outcome: "no answer (\(error.message))", requestID: nil, since: started, metric: "no_answer")
             throw failure
         }
-        guard (200..<300).contains(response.status) else {
-            let failure = Self.serviceError(operation: operation, response: response, protocol: kind)
-            trace(operation, subject: subject, outcome: "HTTP \(response.status) \(failure.code ?? "")", requestID: failure.requestID, since: started,
+        guard (200..<300).contains(response.status) || accepted.contains(response.status) else {
+            let failure = Self.serviceError(operation: call.operation, response: response, protocol: kind)
+            trace(call.operation, subject: subject, outcome: "HTTP \(response.status) \(failure.code ?? "")", requestID: failure.requestID, since: started,
                   metric: failure.code ?? "HTTP\(response.status)")
             throw failure
         }
-        trace(operation, subject: subject, outcome: "HTTP \(response.status)", requestID: response.requestID, since: started, metric: "ok")
-        return response.body
+        trace(call.operation, subject: subject, outcome: "HTTP \(response.status)", requestID: response.requestID, since: started, metric: "ok")
+        return response
     }
 
     /// Every call is counted (`MetricsRegistry`); at `log_level = "trace"` it is also one line,

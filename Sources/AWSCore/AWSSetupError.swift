@@ -3,4 +3,9 @@ public struct AWSSetupError: Error, Sendable, CustomStringConvertible {
     public var setting: String
     public var message: String
     public var description: String { message }
+
+    public init(setting: String, message: String) {
+        self.setting = setting
+        self.message = message
+    }
 }

@@ -50,6 +50,17 @@ extension ConnectionHandler {
             answerLater(context: context, op: .admin, requestID: requestID) {
                 encoded(UnlockAnswer(instance: instance, message: try await store.unlock(tokenCode: tokenCode)))
             }
+        case let .store(action):
+            if action != .status {
+                logger.notice("uid \(uid) runs store \(action.rawValue) on instance \"\(instance)\"")
+            }
+            answerLater(context: context, op: .admin, requestID: requestID) {
+                switch action {
+                case .status: encoded(try await store.sharedStoreReport().answer(instance: instance, summary: store.summary()))
+                case .push: encoded(try await store.pushToSharedStore(concurrency: 8).answer(instance: instance))
+                case .verify: encoded(try await store.verifySharedStore(concurrency: 8).answer(instance: instance))
+                }
+            }
         }
     }
 }

@@ -15,11 +15,11 @@ extension InstanceConfig {
         }
     }
 
-    static func parseKMIP(_ reader: inout TableReader, table: TOMLTable, prefetch: Int) throws(ConfigError) -> KMIPSettings {
+    static func parseKMIP(_ reader: inout TableReader, table: TOMLTable, prefetch: Int, foreignAWSKeys: [String]) throws(ConfigError) -> KMIPSettings {
         if let key = localOnlyKeys.first(where: { table.contains(key: $0) }) {
             throw reader.error(key, "applies to provider \"local\" only; a kmip instance's master key is master_key_id")
         }
-        if let key = awsOnlyKeys.first(where: { table.contains(key: $0) && !sharedWithKMIP.contains($0) }) {
+        if let key = foreignAWSKeys.first(where: { table.contains(key: $0) && !sharedWithKMIP.contains($0) }) {
             throw reader.error(key, "applies to provider \"aws\" only; this instance uses provider \"kmip\"")
         }
         guard let serverText = try reader.string("kmip_server") else {

@@ -36,6 +36,8 @@ public struct InstanceConfig: Sendable {
     public var prefetchConcurrency: Int
     /// `rotate_after`: scheduled rotation of every key whose newest version is older (seconds).
     public var rotateAfterSeconds: Int64?
+    /// Where the wrapped keys live: `state_dir/<instance>` (the default) or a shared S3 store.
+    public var store: StoreSettings = .local
 
     static func parse(name: String, table: TOMLTable, file: String) throws(ConfigError) -> InstanceConfig {
         var reader = TableReader(table: table, file: file, path: "instances.\(name).")
@@ -57,6 +59,9 @@ public struct InstanceConfig: Sendable {
             }
             rotateAfter = seconds
         }
+        var store = try parseStore(&reader, table: table, provider: providerName)
+        // With a store, `region` is the store's for every provider (parsed above).
+        let foreignAWSKeys = store == .local || providerName == "aws" ? awsOnlyKeys : awsOnlyKeys.filter { $0 != "region" }
         let provider: Provider
         switch providerName {
         case "local":
@@ -74,7 +79,7 @@ public struct InstanceConfig: Sendable {
             case (_?, _?):
                 throw reader.error("master_key_credential", "set either master_key_file or master_key_credential, not both")
             }
-            if let key = awsOnlyKeys.first(where: { table.contains(key: $0) }) {
+            if let key = foreignAWSKeys.first(where: { table.contains(key: $0) }) {
                 throw reader.error(key, "applies to provider \"aws\" only; this instance uses provider \"local\"")
             }
             try rejectKMIPKeys(table, &reader, provider: "local")
@@ -83,15 +88,17 @@ public struct InstanceConfig: Sendable {
                 throw reader.error(key, "applies to provider \"local\" only; an aws instance's master key is master_key_id")
             }
             try rejectKMIPKeys(table, &reader, provider: "aws")
-            provider = .aws(try parseAWS(&reader, instance: name, prefetch: prefetch))
+            let aws = try parseAWS(&reader, instance: name, prefetch: prefetch)
+            store = storeWithAWS(store, aws)
+            provider = .aws(aws)
         case "kmip":
-            provider = .kmip(try parseKMIP(&reader, table: table, prefetch: prefetch))
+            provider = .kmip(try parseKMIP(&reader, table: table, prefetch: prefetch, foreignAWSKeys: foreignAWSKeys))
         default:
             throw reader.error("provider", "unknown provider \"\(providerName)\" (expected \"local\", \"aws\" or \"kmip\")")
         }
         try reader.rejectUnknownKeys()
         return InstanceConfig(name: name, provider: provider, clients: clients, autoCreate: autoCreate,
-                              keySpec: keySpec, prefetchConcurrency: prefetch, rotateAfterSeconds: rotateAfter)
+                              keySpec: keySpec, prefetchConcurrency: prefetch, rotateAfterSeconds: rotateAfter, store: store)
     }
 
     private static func parseAWS(_ reader: inout TableReader, instance: String, prefetch: Int) throws(ConfigError) -> AWSSettings {

@@ -35,7 +35,7 @@ extension InstanceKeyStore {
             }
             let current = try await key(ref)
             let old: [UInt8]
-            do { old = try files.read(ref) } catch { throw KeyStoreError(error) }
+            do { old = try await files.read(ref) } catch { throw KeyStoreError(error) }
             let new: [UInt8]
             new = try await rewrapper.rewrapDataKey(old, to: masterKey, for: ref, path: path)
             let check: SecureBytes
@@ -47,7 +47,7 @@ extension InstanceKeyStore {
             guard check.isEqual(to: current) else {
                 throw KeyStoreError(.corrupt, "the re-encrypted blob decrypts to a different key; the old file is kept")
             }
-            do { try files.replace(ref, bytes: new) } catch { throw KeyStoreError(error) }
+            do { try await files.replace(ref, bytes: new) } catch { throw KeyStoreError(error) }
             logger.info("rewrapped key \(ref.keyID) version \(ref.version) under \(masterKey)",
                         metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
             return nil

@@ -39,7 +39,9 @@ extension InstanceKeyStore {
         let path = target.files.location(of: ref)
         do throws(KeyStoreError) {
             let key = try await self.key(ref)
-            if target.files.exists(ref) {
+            let present: Bool
+            do { present = try await target.files.exists(ref) } catch { throw KeyStoreError(error) }
+            if present {
                 guard try await target.key(ref).isEqual(to: key) else {
                     throw KeyStoreError(.corrupt, "\(path) exists and holds another key; left as it is")
                 }
@@ -52,7 +54,7 @@ extension InstanceKeyStore {
             guard try await target.provider.unwrapDataKey(wrapped, for: ref, path: path).isEqual(to: key) else {
                 throw KeyStoreError(.corrupt, "the new blob unwraps to a different key; nothing was written")
             }
-            do { try target.files.writeNew(ref, bytes: wrapped) } catch { throw KeyStoreError(error) }
+            do { try await target.files.writeNew(ref, bytes: wrapped) } catch { throw KeyStoreError(error) }
             // Loaded the way the target serves it from now on: from its store, through its provider.
             guard try await target.key(ref).isEqual(to: key) else {
                 throw KeyStoreError(.corrupt, "\(path) does not load back to the same key")

@@ -37,13 +37,8 @@ extension InstanceKeyStore {
         var report = ScheduledRotation()
         guard let seconds = rotateAfterSeconds else { return report }
         let period = seconds * 1000
-        if let onDisk = try? files.scan(removingLeftovers: false) {
-            let known = state.withLock { $0.index }
-            for (keyID, versions) in onDisk {
-                for version in versions where !(known[keyID]?.contains(version) ?? false) {
-                    _ = adopt(KeyRef(keyID: keyID, version: version))
-                }
-            }
+        if let inStore = try? await files.scan(removingLeftovers: false) {
+            merge(inStore)
         }
         let latest = state.withLock { state in state.index.compactMap { id, versions in versions.last.map { KeyRef(keyID: id, version: $0) } } }
         var due: [KeyRef] = []

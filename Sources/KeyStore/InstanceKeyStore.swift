@@ -64,10 +64,10 @@ public final class InstanceKeyStore: Sendable {
 
     /// Creates the store if needed (with its key-set identity) and rebuilds the index from the
     /// files in it.
-    public func open() throws(StorageError) {
-        try files.prepare()
-        let keySet = try files.keySetIdentity()
-        let index = try files.scan(removingLeftovers: true)
+    public func open() async throws(StorageError) {
+        try await files.prepare()
+        let keySet = try await files.keySetIdentity()
+        let index = try await files.scan(removingLeftovers: true)
         state.withLock {
             $0.index = index
             $0.keySet = keySet
@@ -76,6 +76,32 @@ public final class InstanceKeyStore: Sendable {
 
     /// The identity of the key set (nil before `open`).
     public var keySet: KeySetIdentity? { state.withLock { $0.keySet } }
+
+    /// Adds the versions the store has and the index lacks (other brokers' new versions in a
+    /// shared store); returns how many were added. Versions are only ever added.
+    @discardableResult
+    public func refreshFromStore() async throws(StorageError) -> Int {
+        let found = try await files.scan(removingLeftovers: false)
+        return merge(found)
+    }
+
+    /// Adds versions to the index; returns how many were new.
+    @discardableResult
+    func merge(_ found: [UInt32: [UInt32]]) -> Int {
+        state.withLock { state in
+            var added = 0
+            for (keyID, versions) in found {
+                var known = state.index[keyID] ?? []
+                let new = versions.filter { !known.contains($0) }
+                guard !new.isEmpty else { continue }
+                known += new
+                known.sort()
+                state.index[keyID] = known
+                added += new.count
+            }
+            return added
+        }
+    }
 
     // MARK: Cached path
 
@@ -109,8 +135,9 @@ public final class InstanceKeyStore: Sendable {
                 _ = try await Self.value(of: write)
                 continue
             case nil:
-                // A file put there by `keybrokerctl import` (or another tool) is adopted, not overwritten.
-                if adoptFromDisk(keyID: keyID) { continue }
+                // A version put there by `keybrokerctl import`, or by another broker sharing the
+                // store, is adopted, not overwritten.
+                if try await adoptFromStore(keyID: keyID) { continue }
                 guard autoCreate else {
                     throw KeyStoreError(.notFound, "key \(keyID) does not exist in instance \"\(name)\" and auto_create is off")
                 }
@@ -261,21 +288,28 @@ public final class InstanceKeyStore: Sendable {
 
     private func unwrapStored(_ ref: KeyRef) async throws(KeyStoreError) -> SecureBytes {
         let known = state.withLock { $0.index[ref.keyID]?.contains(ref.version) ?? false }
-        guard known || adopt(ref) else {
+        var present = known
+        if !present { present = try await adopt(ref) }
+        guard present else {
             throw KeyStoreError(.notFound, "\(ref) does not exist in instance \"\(name)\"")
         }
         let wrapped: [UInt8]
         do {
-            wrapped = try files.read(ref)
+            wrapped = try await files.read(ref)
         } catch {
             throw KeyStoreError(error)
         }
         return try await provider.unwrapDataKey(wrapped, for: ref, path: files.location(of: ref))
     }
 
-    /// Adds a version found on disk but not in the index (written by `keybrokerctl import`).
-    func adopt(_ ref: KeyRef) -> Bool {
-        guard files.exists(ref) else { return false }
+    /// Adds a version found in the store but not in the index (written by `keybrokerctl import`,
+    /// or by another broker: a GET_KEY for a version not known here looks in the store at once).
+    func adopt(_ ref: KeyRef) async throws(KeyStoreError) -> Bool {
+        do {
+            guard try await files.exists(ref) else { return false }
+        } catch {
+            throw KeyStoreError(error)
+        }
         state.withLock { state in
             var versions = state.index[ref.keyID, default: []]
             if !versions.contains(ref.version) {
@@ -288,18 +322,24 @@ public final class InstanceKeyStore: Sendable {
         return true
     }
 
-    /// Re-reads the directory for versions of `keyID` the index lacks; true when it found some.
-    private func adoptFromDisk(keyID: UInt32) -> Bool {
-        // Every key's history starts at version 1 (here and in aws_key_management), so one stat
-        // tells a new key id from an imported one; scanning the directory for every new key id
-        // made creating n keys cost n².
-        guard files.exists(KeyRef(keyID: keyID, version: 1)) else { return false }
-        guard let found = try? files.scan(removingLeftovers: false)[keyID], !found.isEmpty else { return false }
-        var adopted = false
-        for version in found where !(state.withLock { $0.index[keyID]?.contains(version) ?? false }) {
-            adopted = adopt(KeyRef(keyID: keyID, version: version)) || adopted
+    /// Asks the store for versions of `keyID` the index lacks; true when it found some. A store
+    /// that cannot answer makes this UNAVAILABLE: a key another broker may have created is not
+    /// created again here.
+    private func adoptFromStore(keyID: UInt32) async throws(KeyStoreError) -> Bool {
+        let found: [UInt32]
+        do {
+            // The directory answers with one stat when version 1 is absent (every key's history
+            // starts at 1), so creating n keys does not cost n² directory scans.
+            found = try await files.versions(of: keyID)
+        } catch {
+            throw KeyStoreError(error)
         }
-        return adopted
+        guard !found.isEmpty else { return false }
+        let added = merge([keyID: found])
+        if added > 0 {
+            logger.info("adopted \(added) version(s) of key \(keyID) found in \(files.location)", metadata: ["key_id": "\(keyID)"])
+        }
+        return state.withLock { $0.index[keyID]?.isEmpty == false }
     }
 
     /// Starts the write of the next version of `keyID`, after any write already queued for it.
@@ -326,24 +366,49 @@ public final class InstanceKeyStore: Sendable {
         }
     }
 
+    /// How often a rotation that keeps losing the race for the next version number tries again.
+    static let createAttempts = 5
+
     private func writeNextVersion(keyID: UInt32, onlyIfNew: Bool, ifLatestIs expected: UInt32?) async throws -> UInt32 {
+        var attempt = 0
+        while true {
+            attempt += 1
+            switch try await writeNextVersionOnce(keyID: keyID, onlyIfNew: onlyIfNew, ifLatestIs: expected,
+                                                  lastAttempt: attempt >= Self.createAttempts) {
+            case let .written(version), let .adopted(version): return version
+            case .lost: continue
+            }
+        }
+    }
+
+    private enum WriteOutcome { case written(UInt32), adopted(UInt32), lost }
+
+    private func writeNextVersionOnce(keyID: UInt32, onlyIfNew: Bool, ifLatestIs expected: UInt32?,
+                                      lastAttempt: Bool) async throws(KeyStoreError) -> WriteOutcome {
         let current = state.withLock { $0.index[keyID]?.last }
-        if onlyIfNew, let current { return current }
-        if let expected, let current, current != expected { return current }
+        if onlyIfNew, let current { return .adopted(current) }
+        if let expected, let current, current != expected { return .adopted(current) }
         let ref = KeyRef(keyID: keyID, version: (current ?? 0) + 1)
         do throws(KeyStoreError) {
             guard ref.version != 0 else { throw KeyStoreError(.internal, "key \(keyID) has no version numbers left") }
             let (wrapped, key) = try await provider.generateDataKey(for: ref, length: keyLength)
             do {
-                try files.writeNew(ref, bytes: wrapped)
+                try await files.writeNew(ref, bytes: wrapped)
             } catch {
-                if error.alreadyExists, adopt(ref) {
-                    // Someone else (an import, another broker's scheduled rotation) wrote this
-                    // version meanwhile: theirs stays, ours is dropped.
-                    if expected != nil { return ref.version }
-                    throw KeyStoreError(.unavailable, "\(ref) appeared on disk while it was being created; ask again")
+                guard error.alreadyExists else { throw KeyStoreError(error) }
+                // Someone else (an import, another broker on the same store, another broker's
+                // scheduled rotation) wrote this version meanwhile: theirs stays and is adopted,
+                // ours is dropped. A new key and a scheduled rotation are theirs; a rotation asked
+                // for goes on to the version after theirs.
+                _ = try await adoptFromStore(keyID: keyID)
+                logger.info("\(ref) was created elsewhere at the same time; adopted that one",
+                            metadata: ["key_id": "\(keyID)", "version": "\(ref.version)", "event": "key_adopted"])
+                if onlyIfNew, let newest = state.withLock({ $0.index[keyID]?.last }) { return .adopted(newest) }
+                if expected != nil { return .adopted(ref.version) }
+                guard !lastAttempt else {
+                    throw KeyStoreError(.unavailable, "key \(keyID) is being rotated elsewhere at the same time (\(Self.createAttempts) versions taken in a row); ask again")
                 }
-                throw KeyStoreError(error)
+                return .lost
             }
             let written = unixNowMilliseconds()
             state.withLock { state in
@@ -357,7 +422,7 @@ public final class InstanceKeyStore: Sendable {
             }
             logger.info("generated key \(keyID) version \(ref.version) (\(keyLength * 8) bits)",
                         metadata: ["key_id": "\(keyID)", "version": "\(ref.version)", "event": "key_generated"])
-            return ref.version
+            return .written(ref.version)
         } catch {
             state.withLock { $0.lastError = error.message }
             logger.error("cannot create \(ref): \(error.message)", metadata: ["key_id": "\(keyID)", "version": "\(ref.version)", "event": "key_failed"])

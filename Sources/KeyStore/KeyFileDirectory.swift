@@ -77,6 +77,11 @@ public struct KeyFileDirectory: KeyFileStore {
         return found.mapValues { $0.sorted() }
     }
 
+    public func versions(of keyID: UInt32) throws(StorageError) -> [UInt32] {
+        guard exists(KeyRef(keyID: keyID, version: 1)) else { return [] }
+        return try scan(removingLeftovers: false)[keyID] ?? []
+    }
+
     /// `<prefix>.<id>.<version>` with decimal numbers, no leading zeros, neither zero.
     public func parse(_ name: String) -> KeyRef? {
         guard name.hasPrefix(prefix + ".") else { return nil }
@@ -131,12 +136,17 @@ public struct KeyFileDirectory: KeyFileStore {
     /// damaged identity must not be replaced by a new one, which would tell every datadir that
     /// its keys are gone); else a new identity, written as a key file is (temporary, fsync, link).
     public func keySetIdentity() throws(StorageError) -> KeySetIdentity {
-        if let identity = try readKeySetIdentity() { return identity }
-        let identity = KeySetIdentity.generate()
+        if let identity = try existingKeySetIdentity() { return identity }
+        return try adoptKeySetIdentity(KeySetIdentity.generate())
+    }
+
+    /// Writes `identity` as the key set's identity unless the directory has one; returns the one
+    /// it has then (a shared store's cache takes the store's identity this way).
+    public func adoptKeySetIdentity(_ identity: KeySetIdentity) throws(StorageError) -> KeySetIdentity {
         let temporary = try writeTemporary(name: Self.keySetFileName, bytes: identity.fileContent, owner: nil)
         defer { unlink(temporary) }
         guard link(temporary, keySetPath) == 0 else {
-            guard errno == EEXIST, let theirs = try readKeySetIdentity() else {
+            guard errno == EEXIST, let theirs = try existingKeySetIdentity() else {
                 throw StorageError(path: keySetPath, operation: "create", errno: errno)
             }
             return theirs
@@ -147,7 +157,7 @@ public struct KeyFileDirectory: KeyFileStore {
     }
 
     /// Nil when there is no `key-set` file.
-    private func readKeySetIdentity() throws(StorageError) -> KeySetIdentity? {
+    public func existingKeySetIdentity() throws(StorageError) -> KeySetIdentity? {
         let path = keySetPath
         let content: [UInt8]
         do {

@@ -39,7 +39,7 @@ struct Keybrokerctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybrokerctl",
         abstract: "Administer keybroker: inspect, fetch and rotate data keys.",
-        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, Rewrap.self, Import.self, Export.self, Unlock.self, Metrics.self,
+        subcommands: [Status.self, List.self, Latest.self, GetKey.self, Rotate.self, Rewrap.self, Import.self, Export.self, Unlock.self, Metrics.self, Store.self,
                       InitLocal.self])
 
     /// Exit statuses: 0 done, 1 failed (one line on stderr), 2 usage error.
@@ -86,6 +86,11 @@ func movingGlobalOptionsAfterSubcommand(_ arguments: [String]) -> [String] {
         index += 1
     }
     guard !leading.isEmpty, index < arguments.count else { return arguments }
+    // A command group (`store status`): the options go after the subcommand's own name.
+    let groups: Set<String> = ["store"]
+    if groups.contains(arguments[index]), index + 1 < arguments.count, !arguments[index + 1].hasPrefix("-") {
+        return [arguments[index], arguments[index + 1]] + leading + arguments[(index + 2)...]
+    }
     return [arguments[index]] + leading + arguments[(index + 1)...]
 }
 

@@ -15,7 +15,8 @@ struct BrokerAssembly {
     init(_ settings: BrokerConfig, logger: Logger) {
         self.settings = settings
         self.providers = ProviderFactory(configFile: settings.file, environment: Keybrokerd.environment(), logger: logger)
-        self.stores = StoreFactory(configFile: settings.file, stateDirectory: settings.stateDirectory)
+        self.stores = StoreFactory(configFile: settings.file, stateDirectory: settings.stateDirectory,
+                                   environment: Keybrokerd.environment(), logger: logger)
         self.logger = logger
     }
 
@@ -46,11 +47,12 @@ struct BrokerAssembly {
     /// files already there are indexed, none is decrypted yet.
     func openStore(for instance: InstanceConfig) async throws(StartupError) -> InstanceKeyStore {
         let provider = try await providers.makeProvider(for: instance)
-        let store = InstanceKeyStore(name: instance.name, provider: provider, files: stores.makeStore(for: instance, provider: provider),
+        let files = try await stores.makeStore(for: instance, provider: provider)
+        let store = InstanceKeyStore(name: instance.name, provider: provider, files: files,
                                      keyLength: instance.keySpec.byteCount, autoCreate: instance.autoCreate && provider.canCreateKeys,
                                      logger: logger)
         do {
-            try store.open()
+            try await store.open()
         } catch {
             throw StartupError("instance \"\(instance.name)\": \(error.description)")
         }
@@ -76,6 +78,6 @@ extension InstanceConfig {
     /// the running store (and its unwrapped keys) and only the access lists change.
     func servesSameKeys(as other: InstanceConfig) -> Bool {
         provider == other.provider && keySpec == other.keySpec && autoCreate == other.autoCreate
-            && prefetchConcurrency == other.prefetchConcurrency
+            && prefetchConcurrency == other.prefetchConcurrency && store == other.store
     }
 }

@@ -84,10 +84,11 @@ struct Keybrokerd: AsyncParsableCommand {
         if let address = settings.metricsListen {
             optional.append(.init(service: MetricsHTTPServer(broker: broker, host: address.host, port: address.port, logger: logger)))
         }
+        let storeRefresh = StoreRefreshService(broker: broker, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server), .init(service: warmUp),
                        .init(service: notifier), .init(service: accessRefresh), .init(service: reloader),
-                       .init(service: rotation)] + optional,
+                       .init(service: rotation), .init(service: storeRefresh)] + optional,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: Logger(label: "keybrokerd.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })))
         do {

@@ -127,7 +127,7 @@ final class ConnectionHandlerTests: XCTestCase {
         let provider = LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 3, count: 32)), instance: "default")
         store = InstanceKeyStore(name: "default", provider: provider, directory: path, keyLength: 32, autoCreate: true,
                                  logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        try store.open()
+        try await store.open()
         // Keys in memory are answered on the event loop: no task, so EmbeddedEventLoop runs everything.
         for id in UInt32(1)...4 { _ = try await store.latest(keyID: id) }
     }

@@ -32,7 +32,7 @@ final class StatusDocumentTests: XCTestCase {
     private var directory: String { temporary.path }
     private let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    private func store(_ name: String, provider: (any KeyProvider)? = nil, keyFiles: Int = 0) throws -> InstanceKeyStore {
+    private func store(_ name: String, provider: (any KeyProvider)? = nil, keyFiles: Int = 0) async throws -> InstanceKeyStore {
         let local = LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 1, count: 32)), instance: name)
         let path = "\(directory)/\(name)"
         XCTAssertEqual(mkdir(path, 0o700), 0)
@@ -42,7 +42,7 @@ final class StatusDocumentTests: XCTestCase {
             fclose(file)
         }
         let store = InstanceKeyStore(name: name, provider: provider ?? local, directory: path, keyLength: 32, autoCreate: true, logger: logger)
-        try store.open()
+        try await store.open()
         return store
     }
 
@@ -53,9 +53,9 @@ final class StatusDocumentTests: XCTestCase {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
     }
 
-    func testStatusShowsOnlyTheVisibleInstancesAndTheProvidersNote() throws {
-        let plain = try store("plain", keyFiles: 3)
-        let noting = try store("noting", provider: NotingProvider(base: LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 2, count: 32)), instance: "noting")))
+    func testStatusShowsOnlyTheVisibleInstancesAndTheProvidersNote() async throws {
+        let plain = try await store("plain", keyFiles: 3)
+        let noting = try await store("noting", provider: NotingProvider(base: LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 2, count: 32)), instance: "noting")))
         let broker = BrokerContext(instances: ["plain": plain, "noting": noting], access: Self.noAccess, limits: Limits(), logger: logger)
 
         let doc = try document(broker, visible: ["plain"], bound: "plain")
@@ -86,10 +86,10 @@ final class StatusDocumentTests: XCTestCase {
         XCTAssertEqual(memory["lock_error"] is NSNull, pool.lastLockError == 0)
     }
 
-    func testTheKeyListStopsAt500AndSaysSo() throws {
+    func testTheKeyListStopsAt500AndSaysSo() async throws {
         for (count, truncated) in [(500, false), (501, true)] {
             let name = "i\(count)"
-            let broker = BrokerContext(instances: [name: try store(name, keyFiles: count)], access: Self.noAccess,
+            let broker = BrokerContext(instances: [name: try await store(name, keyFiles: count)], access: Self.noAccess,
                                        limits: Limits(), logger: logger)
             let entry = try XCTUnwrap((try document(broker, visible: [name], bound: name)["instances"] as? [String: Any])?[name] as? [String: Any])
             XCTAssertEqual(entry["key_ids"] as? Int, count)

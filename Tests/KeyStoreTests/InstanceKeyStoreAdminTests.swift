@@ -42,10 +42,10 @@ final class InstanceKeyStoreAdminTests: XCTestCase {
     private let temporary = TemporaryDirectory("keystore-admin")
     private var directory: String { temporary.path }
 
-    private func makeStore(_ provider: any KeyProvider) throws -> InstanceKeyStore {
+    private func makeStore(_ provider: any KeyProvider) async throws -> InstanceKeyStore {
         let store = InstanceKeyStore(name: "default", provider: provider, directory: "\(directory)/default", keyLength: 16, autoCreate: true,
                                      logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        try store.open()
+        try await store.open()
         return store
     }
 
@@ -54,14 +54,14 @@ final class InstanceKeyStoreAdminTests: XCTestCase {
     }
 
     func testRewrapReplacesEveryVersionWithABlobThatHoldsTheSameKey() async throws {
-        let store = try makeStore(XORProvider())
+        let store = try await makeStore(XORProvider())
         for id: UInt32 in 1...5 { _ = try await store.latest(keyID: id) }
         _ = try await store.rotate(keyID: 3)
         let report = await store.rewrap(to: "9", concurrency: 2)
         XCTAssertEqual(report.rewrapped, KeyRef.all(in: [1: [1], 2: [1], 3: [1, 2], 4: [1], 5: [1]]))
         XCTAssertTrue(report.failed.isEmpty)
         XCTAssertEqual(try fileBytes(KeyRef(keyID: 3, version: 2)).first, 9)
-        let reopened = try makeStore(XORProvider(master: 9))
+        let reopened = try await makeStore(XORProvider(master: 9))
         let key = try await reopened.key(KeyRef(keyID: 3, version: 2))
         XCTAssertEqual(key.withUnsafeBytes { Array($0) }, (0..<16).map { UInt8(3 + $0) })
     }
@@ -76,7 +76,7 @@ final class InstanceKeyStoreAdminTests: XCTestCase {
     }
 
     func testProvidersWithoutTheCapabilitySaySo() async throws {
-        let local = try makeStore(LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 7, count: 32)), instance: "default"))
+        let local = try await makeStore(LocalProvider(masterKey: SecureBytes(copying: [UInt8](repeating: 7, count: 32)), instance: "default"))
         _ = try await local.latest(keyID: 1)
         let report = await local.rewrap(to: "alias/new", concurrency: 1)
         XCTAssertEqual(report.failed.map(\.message), ["provider \"local\" cannot re-wrap keys under another master key"])
@@ -89,7 +89,7 @@ final class InstanceKeyStoreAdminTests: XCTestCase {
     }
 
     func testUnlockPassesTheProvidersAnswerAndErrors() async throws {
-        let store = try makeStore(XORProvider())
+        let store = try await makeStore(XORProvider())
         let answer = try await store.unlock(tokenCode: "123456")
         XCTAssertEqual(answer, "unlocked")
         do {

@@ -13,16 +13,16 @@ final class InstanceKeyStoreScheduleTests: XCTestCase {
     private let temporary = TemporaryDirectory("keystore-schedule")
     private let master = SecureBytes(copying: [UInt8](repeating: 7, count: 32))
 
-    private func makeStore() throws -> InstanceKeyStore {
+    private func makeStore() async throws -> InstanceKeyStore {
         let store = InstanceKeyStore(name: "default", provider: LocalProvider(masterKey: master, instance: "default"), directory: "\(temporary.path)/default",
                                      keyLength: 32, autoCreate: true, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        try store.open()
+        try await store.open()
         store.rotateAfterSeconds = 60
         return store
     }
 
     func testOnlyKeysOlderThanThePeriodAreRotated() async throws {
-        let store = try makeStore()
+        let store = try await makeStore()
         for id: UInt32 in 1...3 { _ = try await store.latest(keyID: id) }
         let now = unixNowMilliseconds()
         let early = await store.rotateDueKeys(now: now + 59_000)
@@ -36,9 +36,9 @@ final class InstanceKeyStoreScheduleTests: XCTestCase {
     }
 
     func testTwoStoresOnOneDirectoryWriteOneVersionPerPeriod() async throws {
-        let first = try makeStore()
+        let first = try await makeStore()
         for id: UInt32 in 1...20 { _ = try await first.latest(keyID: id) }
-        let second = try makeStore()
+        let second = try await makeStore()
         let later = unixNowMilliseconds() + 61_000
         async let a = first.rotateDueKeys(now: later)
         async let b = second.rotateDueKeys(now: later)

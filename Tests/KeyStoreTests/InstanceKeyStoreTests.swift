@@ -19,11 +19,11 @@ final class InstanceKeyStoreTests: XCTestCase {
         _ = system("rm -rf '\(directory)'")
     }
 
-    private func makeStore(instance: String = "default", autoCreate: Bool = true, keyLength: Int = 32) throws -> InstanceKeyStore {
+    private func makeStore(instance: String = "default", autoCreate: Bool = true, keyLength: Int = 32) async throws -> InstanceKeyStore {
         let store = InstanceKeyStore(name: instance, provider: LocalProvider(masterKey: masterKey, instance: instance),
                                      directory: "\(directory)/\(instance)", keyLength: keyLength, autoCreate: autoCreate,
                                      logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        try store.open()
+        try await store.open()
         return store
     }
 
@@ -42,7 +42,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     private func bytes(_ key: SecureBytes) -> [UInt8] { key.withUnsafeBytes { Array($0) } }
 
     func testFirstLatestCreatesVersionOneOfTheConfiguredLength() async throws {
-        let store = try makeStore(keyLength: 16)
+        let store = try await makeStore(keyLength: 16)
         let (version, key) = try await store.latest(keyID: 5)
         XCTAssertEqual(version, 1)
         XCTAssertEqual(key.count, 16)
@@ -52,7 +52,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testConcurrentFirstRequestsCreateTheKeyOnce() async throws {
-        let store = try makeStore()
+        let store = try await makeStore()
         let results = try await withThrowingTaskGroup(of: (UInt32, [UInt8]).self) { group in
             for _ in 0..<64 {
                 group.addTask {
@@ -68,7 +68,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testRotationAddsVersionsAndKeepsOldOnes() async throws {
-        let store = try makeStore()
+        let store = try await makeStore()
         let (_, v1) = try await store.latest(keyID: 1)
         _ = try await store.latest(keyID: 2)
         let awaited2 = try await store.rotate(keyID: 1)
@@ -83,7 +83,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testConcurrentRotationsNeverReuseAVersion() async throws {
-        let store = try makeStore()
+        let store = try await makeStore()
         _ = try await store.latest(keyID: 1)
         let versions = try await withThrowingTaskGroup(of: UInt32.self) { group in
             for _ in 0..<20 { group.addTask { try await store.rotate(keyID: 1)[0].version } }
@@ -93,10 +93,10 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testIndexAndBytesSurviveReopening() async throws {
-        var store = try makeStore()
+        var store = try await makeStore()
         let (_, key) = try await store.latest(keyID: 3)
         _ = try await store.rotate(keyID: 3)
-        store = try makeStore()
+        store = try await makeStore()
         XCTAssertNil(store.cachedKey(KeyRef(keyID: 3, version: 1)))
         XCTAssertEqual(store.summary().versions, 2)
         let awaited5 = try await store.latest(keyID: 3).version
@@ -106,7 +106,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testTamperedFileIsCorruptAndNeverServed() async throws {
-        var store = try makeStore()
+        var store = try await makeStore()
         _ = try await store.latest(keyID: 4)
         let path = "\(directory)/default/local-key.4.1"
         chmod(path, 0o600)
@@ -116,7 +116,7 @@ final class InstanceKeyStoreTests: XCTestCase {
         byte ^= 1
         pwrite(fd, &byte, 1, 30)
         close(fd)
-        store = try makeStore()
+        store = try await makeStore()
         do {
             _ = try await store.latest(keyID: 4)
             XCTFail("a tampered key was served")
@@ -127,11 +127,11 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testKeyFileIsBoundToItsInstanceIdAndVersion() async throws {
-        let store = try makeStore()
+        let store = try await makeStore()
         _ = try await store.latest(keyID: 1)
         // Copy version 1 as version 2: the associated data no longer matches.
         XCTAssertEqual(link("\(directory)/default/local-key.1.1", "\(directory)/default/local-key.1.2"), 0)
-        let reopened = try makeStore()
+        let reopened = try await makeStore()
         do {
             _ = try await reopened.key(KeyRef(keyID: 1, version: 2))
             XCTFail("a moved key file authenticated")
@@ -141,7 +141,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testAutoCreateOffGivesNotFound() async throws {
-        let store = try makeStore(autoCreate: false)
+        let store = try await makeStore(autoCreate: false)
         do {
             _ = try await store.latest(keyID: 1)
             XCTFail("created a key with auto_create off")
@@ -152,7 +152,7 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testUnknownVersionAndZeroAreNotFound() async throws {
-        let store = try makeStore()
+        let store = try await makeStore()
         _ = try await store.latest(keyID: 1)
         for ref in [KeyRef(keyID: 1, version: 2), KeyRef(keyID: 0, version: 1), KeyRef(keyID: 1, version: 0)] {
             do {
@@ -165,10 +165,10 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testLeftoverTemporaryFilesAreIgnoredAndRemoved() async throws {
-        _ = try makeStore()
+        _ = try await makeStore()
         let leftover = "\(directory)/default/.tmp-local-key.7.1.abc"
         close(open(leftover, O_CREAT | O_WRONLY, 0o600))
-        let store = try makeStore()
+        let store = try await makeStore()
         XCTAssertEqual(store.summary().keyIDs, 0)
         XCTAssertEqual(files(), [])
         let awaited7 = try await store.latest(keyID: 7).version
@@ -194,9 +194,9 @@ final class InstanceKeyStoreTests: XCTestCase {
     }
 
     func testWarmUpLoadsEveryStoredVersion() async throws {
-        var store = try makeStore()
+        var store = try await makeStore()
         for id in 1...30 { _ = try await store.latest(keyID: UInt32(id)) }
-        store = try makeStore()
+        store = try await makeStore()
         XCTAssertEqual(store.summary().loaded, 0)
         let failures = await store.warmUp(concurrency: 4)
         XCTAssertEqual(failures, 0)

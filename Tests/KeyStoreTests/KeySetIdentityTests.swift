@@ -86,13 +86,13 @@ final class KeySetIdentityTests: XCTestCase {
         }
     }
 
-    func testTheInstanceServesItsStoresIdentity() throws {
+    func testTheInstanceServesItsStoresIdentity() async throws {
         let key = SecureBytes(copying: [UInt8](repeating: 7, count: 32))
         let instance = InstanceKeyStore(name: "default", provider: LocalProvider(masterKey: key, instance: "default"),
                                         directory: "\(directory)/default", keyLength: 32, autoCreate: true,
                                         logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         XCTAssertNil(instance.keySet, "none before open")
-        try instance.open()
+        try await instance.open()
         XCTAssertEqual(instance.keySet, try store().keySetIdentity())
     }
 }

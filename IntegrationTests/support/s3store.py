@@ -1,0 +1,182 @@
+"""moto_server serving S3 and KMS with signature checking on, patched for moto 5.2's two S3
+faults (moto_patched.py), and brokers sharing one bucket (issue 13).
+
+The IAM user the brokers run as may use KMS and exactly what docs/multi-host.md's policy grants on
+the bucket: GetObject, PutObject, ListBucket — no DeleteObject, so a broker that tried to delete
+would fail the tests.
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+from awsmoto import KMS_POLICY, REGION, Moto, clean_env
+from broker import Broker, me
+
+PATCHED = Path(__file__).resolve().parent / "moto_patched.py"
+BUCKET = "keybroker-shared"
+
+
+def store_policy(bucket):
+    return {"Version": "2012-10-17", "Statement": [
+        KMS_POLICY["Statement"][0],
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"arn:aws:s3:::{bucket}/*"},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"},
+    ]}
+
+
+class MotoS3(Moto):
+    """moto_server with the fixture's patches. moto keeps the bucket in memory, so outage tests cut
+    the network in front of it (`Outage`) instead of stopping it."""
+
+    def command(self):
+        return [sys.executable, str(PATCHED)]
+
+
+class StoreAccount:
+    """A user with KMS and the bucket's policy, a master key, the bucket."""
+
+    def __init__(self, moto, bucket=BUCKET):
+        self.moto = moto
+        self.bucket = bucket
+        moto.set_auth(False)
+        try:
+            iam = moto.client("iam")
+            iam.create_user(UserName="keybroker")
+            iam.put_user_policy(UserName="keybroker", PolicyName="store", PolicyDocument=json.dumps(store_policy(bucket)))
+            key = iam.create_access_key(UserName="keybroker")["AccessKey"]
+            self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+            kms = moto.client("kms")
+            self.master_key = kms.create_key(Description="keybroker master")["KeyMetadata"]["KeyId"]
+            kms.create_alias(AliasName="alias/keybroker", TargetKeyId=self.master_key)
+            moto.client("s3").create_bucket(Bucket=bucket)
+        finally:
+            moto.set_auth(True)
+
+    def s3(self):
+        return self.moto.client("s3", self.key_id, self.secret)
+
+    def env(self, **extra):
+        return clean_env(AWS_ACCESS_KEY_ID=self.key_id, AWS_SECRET_ACCESS_KEY=self.secret, **extra)
+
+    def objects(self, prefix):
+        """{object key: bytes} under `prefix`, read as the broker's user."""
+        s3 = self.s3()
+        out = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                out[item["Key"]] = s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+        return out
+
+
+def store_instance(moto, provider="local", master_key=None, prefix="kb", refresh_ms=500, bucket=BUCKET, **settings):
+    """An instance table with store = s3://bucket/prefix on moto."""
+    base = {"provider": provider, "clients": [me()], "store": f"s3://{bucket}/{prefix}", "store_endpoint_url": moto.url,
+            "store_refresh_ms": refresh_ms, "region": REGION}
+    if provider == "local":
+        base["master_key_file"] = str(master_key)
+    elif provider == "aws":
+        base.update({"master_key_id": "alias/keybroker", "endpoint_url": moto.url, "sts_endpoint_url": moto.url,
+                     "request_timeout_ms": 2000, "max_retries": 2})
+    base.update(settings)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def store_broker(workdir, name, moto, master_key, provider="local", **settings):
+    """A broker (not started) on the shared bucket, with its own state dir; brokers that share a
+    key set share the master key file (local provider) or the KMS key (aws)."""
+    b = Broker(Path(workdir) / name, master_key=master_key)
+    b.instances = {"default": store_instance(moto, provider=provider, master_key=master_key, **settings)}
+    b.write_config()
+    return b
+
+
+class Outage:
+    """A TCP relay in front of moto that the test can take down: while down, connections are
+    refused (the listening socket is closed) and open ones are cut, as when S3 is unreachable.
+    moto itself keeps running, so the bucket's contents survive the outage."""
+
+    def __init__(self, upstream_port):
+        import socket
+        import threading
+        self.upstream_port = upstream_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.connections = []
+        self.listener = None
+        self.up()
+
+    def up(self):
+        import socket
+        import threading
+        with self.lock:
+            if self.listener:
+                return
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", self.port))
+            s.listen(128)
+            self.listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def down(self):
+        import socket
+        with self.lock:
+            s, self.listener = self.listener, None
+            connections, self.connections = self.connections, []
+        if s:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        for c in connections:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def _accept(self, listener):
+        import socket
+        import threading
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                if self.listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        import socket
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
