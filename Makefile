@@ -12,6 +12,9 @@ PYTEST     ?= python3 -m pytest
 RUN_DIR    := $(CURDIR)/.run
 PREFIX     ?= /usr/local
 DESTDIR    ?=
+# keybroker's version, written once: the Swift constant the binaries report.
+KB_VERSION_FILE := Sources/Broker/KeybrokerVersion.swift
+KB_VERSION := $(shell sed -n 's/^ *public static let number = "\(.*\)"$$/\1/p' $(KB_VERSION_FILE))
 
 .PHONY: all deps build swift-build release run test test-swift test-integration install uninstall clean
 
@@ -23,8 +26,11 @@ deps:
 swift-build:
 	$(SWIFT) build --scratch-path $(BUILD_DIR)
 
+# Immediate binding and read-only relocations, as Debian builds every daemon (lintian checks both);
+# no $ORIGIN run path, so an installed binary loads libraries only from the system's directories.
 release:
-	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(BUILD_DIR)
+	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath \
+	  -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now --scratch-path $(BUILD_DIR)
 
 # Other parts (the MariaDB plugin, systemd, SELinux, test tools, bench, fuzzing) add their
 # prerequisites to these targets from their own mk/*.mk files, included at the end in this order.
@@ -58,6 +64,8 @@ include mk/plugin.mk
 include mk/install.mk
 include mk/systemd.mk
 include mk/selinux.mk
+include mk/man.mk
+include mk/package.mk
 include mk/bench.mk
 include mk/tools.mk
 include mk/fuzz.mk

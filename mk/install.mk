@@ -10,6 +10,7 @@
 #   /usr/share/selinux/devel/include/contrib/keybroker.if
 #   /etc/keybroker/keybroker.toml.example                       fixed: the unit reads /etc/keybroker
 #   $(PREFIX)/share/doc/keybroker/*.md
+#   $(PREFIX)/share/man/man{5,7,8}/…                            mk/man.mk
 #
 # Every directory can be overridden on the command line (e.g. SYSTEMD_UNIT_DIR=/lib/systemd/system).
 # Nothing installed here holds a secret: the config names credentials, it does not contain them.

@@ -18,6 +18,10 @@ PLUGIN_CFLAGS    += -std=c11 -Wall -Wextra -Werror -fPIC -pthread -fno-strict-al
 PLUGIN_LDFLAGS   += -shared -pthread -Wl,-z,relro,-z,now -Wl,--no-undefined \
                     -Wl,--version-script=$(PLUGIN_SRC_DIR)/exports.map
 PLUGIN_LDLIBS    += -lmysqlservices
+# A distribution's hardening flags (debian/rules passes dpkg-buildflags' here), added to ours.
+PACKAGE_CPPFLAGS ?=
+PACKAGE_CFLAGS   ?=
+PACKAGE_LDFLAGS  ?=
 
 # mariadbd's own plugin directory, unless PLUGIN_DIR= is given.
 PLUGIN_DIR       ?= $(shell mariadbd --verbose --help 2>/dev/null | awk '$$1 == "plugin-dir" { print $$2 }')
@@ -32,10 +36,10 @@ plugin: $(PLUGIN_SO)
 
 $(PLUGIN_BUILD_DIR)/%.o: $(PLUGIN_SRC_DIR)/%.c $(PLUGIN_HEADERS) mk/plugin.mk
 	@mkdir -p $(PLUGIN_BUILD_DIR)
-	$(PLUGIN_CC) $(PLUGIN_CFLAGS) -c $< -o $@
+	$(PLUGIN_CC) $(PACKAGE_CPPFLAGS) $(PACKAGE_CFLAGS) $(PLUGIN_CFLAGS) -c $< -o $@
 
 $(PLUGIN_SO): $(PLUGIN_OBJECTS) $(PLUGIN_SRC_DIR)/exports.map
-	$(PLUGIN_CC) $(PLUGIN_LDFLAGS) -o $@ $(PLUGIN_OBJECTS) $(PLUGIN_LDLIBS)
+	$(PLUGIN_CC) $(PACKAGE_LDFLAGS) $(PLUGIN_LDFLAGS) -o $@ $(PLUGIN_OBJECTS) $(PLUGIN_LDLIBS)
 
 install-plugin: plugin
 	@test -n "$(PLUGIN_DIR)" || { echo "install-plugin: cannot ask mariadbd for its plugin-dir; set PLUGIN_DIR=" >&2; exit 1; }

@@ -11,6 +11,7 @@ debian_packages=(
   selinux-policy-default setools strace
   systemd util-linux procps sysbench xxd
   prometheus
+  debhelper lintian scdoc rpm debootstrap
 )
 # pykmip: the KMIP server the kmip provider is tested against (pykmip-server, SQLite store).
 # Its crypto engine imports ciphers that cryptography 49 removes from their old places.

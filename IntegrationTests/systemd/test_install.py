@@ -52,6 +52,10 @@ def expected_files(prefix):
         "usr/share/selinux/devel/include/contrib/keybroker.if": 0o644,
         "etc/keybroker/keybroker.toml.example": 0o644,
         f"{p}/share/doc/keybroker/setup.md": 0o644,
+        f"{p}/share/man/man8/keybrokerd.8": 0o644,
+        f"{p}/share/man/man8/keybrokerctl.8": 0o644,
+        f"{p}/share/man/man5/keybroker.toml.5": 0o644,
+        f"{p}/share/man/man7/keybroker_key_management.7": 0o644,
     }
 
 

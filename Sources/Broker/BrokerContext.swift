@@ -10,7 +10,7 @@ import SystemSupport
 
 /// What every connection shares: the instances, who may use them, the limits and the counters.
 public final class BrokerContext: Sendable {
-    public static let serverName = "keybrokerd 0.1.0"
+    public static let serverName = "keybrokerd \(KeybrokerVersion.number)"
 
     /// Replaced whole by a reload (`reconfigure`); a connection keeps the store it was bound to
     /// until told of the change.
