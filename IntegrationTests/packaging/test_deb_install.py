@@ -163,9 +163,11 @@ def test_upgrade_keeps_keys_restarts_the_broker_and_mariadbd_reconnects(host, ne
 
 def leftovers(host):
     """Every path in the root whose name mentions keybroker (the test's own mounts aside), with
-    what is inside /var/lib/keybroker counted as that directory."""
+    what is inside /var/lib/keybroker counted as that directory. MariaDB's datadir is not the
+    packages': the plugin's record of its key set there (keybroker_key_set) stays with the data."""
     r = host.run("find", "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev",
-                 "-o", "-path", "/dist", "-o", "-path", "/var/cache/apt/archives", ")", "-prune", "-o",
+                 "-o", "-path", "/dist", "-o", "-path", "/var/cache/apt/archives", "-o", "-path", "/var/lib/mysql",
+                 ")", "-prune", "-o",
                  "-iname", "*keybroker*", "-print", check=False)
     return sorted(p for p in r.stdout.split() if not p.startswith("/var/lib/keybroker/"))
 
@@ -184,4 +186,5 @@ def test_remove_and_purge_leave_only_the_keys_and_say_where(host, debs):
     assert host.run("pgrep", "-x", "keybrokerd", check=False).returncode == 1
     assert leftovers(host) == ["/etc/credstore/keybroker.local-master-key", "/var/lib/keybroker"], leftovers(host)
     assert key_files(host) == keys
+    assert host.path("/var/lib/mysql/keybroker_key_set").exists(), "the datadir's key-set record is data: it stays"
     assert not host.path("/etc/keybroker").exists() and not host.path(SNIPPET).exists()
