@@ -7,6 +7,7 @@ error log) and four loopback ports picked free at construction: SQL, group commu
 (gmcast), incremental state transfer (IST) and snapshot transfer (SST). Which broker a node talks
 to is the caller's choice: one broker for every node, or one per node on a shared store.
 """
+import random
 import shutil
 import socket
 import time
@@ -26,14 +27,26 @@ def require_galera():
 
 
 def free_ports(count):
-    """Ports free on 127.0.0.1 now (held open together, so they differ)."""
+    """Ports free now (held open together, so they differ), taken below the kernel's ephemeral
+    range: a node binds them only later (the SST port when a joiner starts), and a port from the
+    ephemeral range can meanwhile become the local port of any outgoing connection (seen: socat's
+    SST listener failing with EADDRINUSE)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = list(range(10000, max(low, 10001)))
+    random.shuffle(candidates)
     sockets = []
     try:
-        for _ in range(count):
+        for port in candidates:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                s.close()
+                continue
             sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+            if len(sockets) == count:
+                return [s.getsockname()[1] for s in sockets]
+        raise AssertionError(f"fewer than {count} free ports between 10000 and {low}")
     finally:
         for s in sockets:
             s.close()
