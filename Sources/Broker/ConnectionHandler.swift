@@ -125,10 +125,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func decodeInbound(context: ChannelHandlerContext) {
         guard var buffer = inbound else { return }
         inbound = nil
+        let maxOutput = broker.limits.maxOutputBytesPerConnection
         while !closing, pausedSince == nil, let frame = decoder.next(from: &buffer) {
             lastFrameAt = context.eventLoop.now
             handle(frame, context: context)
-            if !closing, pausedSince == nil, pendingOutput >= broker.limits.maxOutputBytesPerConnection {
+            if !closing, pausedSince == nil, pendingOutput >= maxOutput {
                 pause(context: context)
             }
         }

@@ -4,7 +4,7 @@ import SystemSupport
 /// Secret bytes (a data key, a master key) in locked memory, zeroed when the last reference goes.
 /// Immutable after creation, hence safe to share between threads.
 public final class SecureBytes: @unchecked Sendable {
-    private let pointer: UnsafeMutableRawPointer
+    @usableFromInline let pointer: UnsafeMutableRawPointer
     public let count: Int
     /// Size of a dedicated allocation, or nil for a pool slot.
     private let dedicatedSize: Int?
@@ -56,6 +56,8 @@ public final class SecureBytes: @unchecked Sendable {
         release()
     }
 
+    /// Inlinable so the request path gets it specialised, without a generic-metadata lookup per answer.
+    @inlinable
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
