@@ -28,8 +28,13 @@ swift-build:
 
 # Immediate binding and read-only relocations, as Debian builds every daemon (lintian checks both);
 # no $ORIGIN run path, so an installed binary loads libraries only from the system's directories.
+# Exclusivity is proven at compile time where the compiler can; the run-time checks it leaves
+# (class properties, globals, escaping captures, many of them inside NIO's ByteBuffer) cost 30 % of
+# the daemon's CPU per pipelined request (make bench row 3: 0.74 -> 0.52 us). They stay on in the
+# debug build, which the unit and integration tests run, so a violation is still caught there.
 release:
 	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath \
+	  -Xswiftc -enforce-exclusivity=unchecked \
 	  -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now --scratch-path $(BUILD_DIR)
 
 # Other parts (the MariaDB plugin, systemd, SELinux, test tools, bench, fuzzing) add their

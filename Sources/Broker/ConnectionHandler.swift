@@ -126,8 +126,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard var buffer = inbound else { return }
         inbound = nil
         let maxOutput = broker.limits.maxOutputBytesPerConnection
+        // One clock read per read, not per frame: the idle timeout needs no finer grain.
+        var sawFrame = false
         while !closing, pausedSince == nil, let frame = decoder.next(from: &buffer) {
-            lastFrameAt = context.eventLoop.now
+            if !sawFrame {
+                sawFrame = true
+                lastFrameAt = context.eventLoop.now
+            }
             handle(frame, context: context)
             if !closing, pausedSince == nil, pendingOutput >= maxOutput {
                 pause(context: context)
