@@ -69,6 +69,17 @@ public final class CredentialChain: Sendable {
         AWSError(.credentials, operation: "credentials", message: message, transient: transient)
     }
 
+    /// A token file's text, trimmed; nil when it does not exist. A file that cannot be read fails
+    /// as retryable: the tokens are files something else rotates (the kubelet, an ECS agent), and
+    /// a read that failed now may work at the next try.
+    static func tokenText(path: String) throws(AWSError) -> String? {
+        do {
+            return try SecretFile.readText(path: path)
+        } catch {
+            throw failure(error.description, transient: true)
+        }
+    }
+
     // MARK: 1. Environment
 
     public func environmentCredentials() throws(AWSError) -> AWSCredentials? {
@@ -90,18 +101,8 @@ public final class CredentialChain: Sendable {
     public func webIdentityCredentials(tokenFile: String?, roleARN: String?, sessionName: String?) async throws(AWSError) -> AWSCredentials? {
         guard let tokenFile else { return nil }
         guard let roleARN else { throw Self.failure("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not; set the role to assume") }
-        let token: String
-        do {
-            guard let text = try SecretFile.readText(path: tokenFile), !text.isEmpty else {
-                throw Self.failure("the web identity token file \(tokenFile) is missing or empty", transient: true)
-            }
-            token = text
-        } catch let error as SecretFile.Failure {
-            throw Self.failure(error.description, transient: true)
-        } catch let error as AWSError {
-            throw error
-        } catch {
-            throw Self.failure("\(error)")
+        guard let token = try Self.tokenText(path: tokenFile), !token.isEmpty else {
+            throw Self.failure("the web identity token file \(tokenFile) is missing or empty", transient: true)
         }
         return try await sts.assumeRoleWithWebIdentity(roleARN: roleARN, sessionName: sessionName ?? Self.sessionName(), token: token)
     }
@@ -253,18 +254,10 @@ public final class CredentialChain: Sendable {
         }
         var headers: [(String, String)] = [("Accept", "application/json")]
         if let tokenFile = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] {
-            do {
-                guard let token = try SecretFile.readText(path: tokenFile) else {
-                    throw Self.failure("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(tokenFile) does not exist", transient: true)
-                }
-                headers.append(("Authorization", token))
-            } catch let error as SecretFile.Failure {
-                throw Self.failure(error.description, transient: true)
-            } catch let error as AWSError {
-                throw error
-            } catch {
-                throw Self.failure("\(error)")
+            guard let token = try Self.tokenText(path: tokenFile) else {
+                throw Self.failure("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(tokenFile) does not exist", transient: true)
             }
+            headers.append(("Authorization", token))
         } else if let token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             headers.append(("Authorization", token))
         }
