@@ -16,13 +16,9 @@ public struct AccessRefreshService: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                // Read each time: a reload may change access_refresh_ms.
-                try? await Task.sleep(for: .milliseconds(broker.limits.accessRefreshMilliseconds))
-                if Task.isCancelled { break }
-                await refresh()
-            }
+        // Read each time: a reload may change access_refresh_ms.
+        await repeatUntilShutdown(pausingFirst: true, pause: { [broker] in .milliseconds(broker.limits.accessRefreshMilliseconds) }) {
+            await refresh()
         }
     }
 

@@ -17,28 +17,25 @@ public struct ScheduledRotationService: Service {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            // Per store: when it was last checked, under which period. A quarter-second tick
-            // only walks this table; a store is checked when its interval has passed, or at once
-            // when it is new or a reload changed its period.
-            var lastCheck: [ObjectIdentifier: (at: ContinuousClock.Instant, period: Int64)] = [:]
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                let instances = broker.instances
-                var seen = Set<ObjectIdentifier>()
-                for (name, store) in instances.sorted(by: { $0.key < $1.key }) {
-                    guard let period = store.rotateAfterSeconds else { continue }
-                    let id = ObjectIdentifier(store)
-                    seen.insert(id)
-                    if let last = lastCheck[id], last.period == period, ContinuousClock.now - last.at < Self.checkInterval(period: period) {
-                        continue
-                    }
-                    lastCheck[id] = (ContinuousClock.now, period)
-                    let report = await store.rotateDueKeys(now: unixNowMilliseconds())
-                    record(report, instance: name, period: period)
+        // Per store: when it was last checked, under which period. A quarter-second tick
+        // only walks this table; a store is checked when its interval has passed, or at once
+        // when it is new or a reload changed its period.
+        let lastCheck: [ObjectIdentifier: (at: ContinuousClock.Instant, period: Int64)] = [:]
+        await repeatUntilShutdown(memory: lastCheck, pause: { .milliseconds(250) }) { lastCheck in
+            let instances = broker.instances
+            var seen = Set<ObjectIdentifier>()
+            for (name, store) in instances.sorted(by: { $0.key < $1.key }) {
+                guard let period = store.rotateAfterSeconds else { continue }
+                let id = ObjectIdentifier(store)
+                seen.insert(id)
+                if let last = lastCheck[id], last.period == period, ContinuousClock.now - last.at < Self.checkInterval(period: period) {
+                    continue
                 }
-                lastCheck = lastCheck.filter { seen.contains($0.key) }
-                try? await Task.sleep(for: .milliseconds(250))
+                lastCheck[id] = (ContinuousClock.now, period)
+                let report = await store.rotateDueKeys(now: unixNowMilliseconds())
+                record(report, instance: name, period: period)
             }
+            lastCheck = lastCheck.filter { seen.contains($0.key) }
         }
     }
 

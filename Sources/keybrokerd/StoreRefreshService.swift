@@ -16,26 +16,22 @@ struct StoreRefreshService: Service {
     static let warmUpConcurrency = 16
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            var lastRefresh: [ObjectIdentifier: ContinuousClock.Instant] = [:]
-            var failing: Set<ObjectIdentifier> = []
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                var seen = Set<ObjectIdentifier>()
-                for store in broker.instances.values {
-                    guard let shared = store.files as? any SharedKeyFileStore else { continue }
-                    let id = ObjectIdentifier(store)
-                    seen.insert(id)
-                    // The first look is the start-up scan itself.
-                    let last = lastRefresh[id] ?? ContinuousClock.now
-                    lastRefresh[id] = last
-                    guard ContinuousClock.now - last >= .milliseconds(shared.refreshMilliseconds) else { continue }
-                    lastRefresh[id] = ContinuousClock.now
-                    await refresh(store, failing: &failing)
-                }
-                lastRefresh = lastRefresh.filter { seen.contains($0.key) }
-                failing = failing.intersection(seen)
-                try? await Task.sleep(for: Self.tick)
+        let memory: (lastRefresh: [ObjectIdentifier: ContinuousClock.Instant], failing: Set<ObjectIdentifier>) = ([:], [])
+        await repeatUntilShutdown(memory: memory, pause: { Self.tick }) { memory in
+            var seen = Set<ObjectIdentifier>()
+            for store in broker.instances.values {
+                guard let shared = store.files as? any SharedKeyFileStore else { continue }
+                let id = ObjectIdentifier(store)
+                seen.insert(id)
+                // The first look is the start-up scan itself.
+                let last = memory.lastRefresh[id] ?? ContinuousClock.now
+                memory.lastRefresh[id] = last
+                guard ContinuousClock.now - last >= .milliseconds(shared.refreshMilliseconds) else { continue }
+                memory.lastRefresh[id] = ContinuousClock.now
+                await refresh(store, failing: &memory.failing)
             }
+            memory.lastRefresh = memory.lastRefresh.filter { seen.contains($0.key) }
+            memory.failing = memory.failing.intersection(seen)
         }
     }
 
