@@ -59,6 +59,9 @@ struct broker_error
 
 #define BROKER_MAX_KEY_SET 64      /* a key-set identity: 1 to 64 of [A-Za-z0-9._-] */
 
+/* Whether s[0..n) is a key-set identity: what INFO may carry and the datadir's record may hold. */
+int broker_valid_key_set(const unsigned char *s, size_t n);
+
 /* What the broker says the instance is (INFO); every field cut and escaped, "" when not told. */
 struct broker_info
 {

@@ -145,7 +145,7 @@ bad:
   return broker_malformed(client, length, err);
 }
 
-static int valid_key_set(const unsigned char *s, size_t n)
+int broker_valid_key_set(const unsigned char *s, size_t n)
 {
   if (n < 1 || n > BROKER_MAX_KEY_SET)
     return 0;
@@ -197,7 +197,7 @@ int broker_info(struct broker_client *client, long long deadline, struct broker_
       field= info->location, size= sizeof info->location;
     else if (name_length == 7 && !memcmp(name, "key_set", 7))
     {
-      if (!valid_key_set(value, value_length))
+      if (!broker_valid_key_set(value, value_length))
       {
         memset(info, 0, sizeof *info);
         broker_fail(err, BROKER_FAILED_INVALID, 0, "key-set identity of %zu bytes that is not 1 "

@@ -16,18 +16,6 @@
 
 #define RECORD_TEMPORARY "." KEY_SET_RECORD ".tmp"
 
-static int valid_identity(const char *s)
-{
-  const size_t n= strlen(s);
-  if (n < 1 || n > BROKER_MAX_KEY_SET)
-    return 0;
-  for (size_t i= 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-          (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-      return 0;
-  return 1;
-}
-
 enum record { RECORD_MISSING, RECORD_FOUND, RECORD_UNREADABLE, RECORD_DAMAGED };
 
 /* The `key_set=` line of the record into recorded; errno for RECORD_UNREADABLE. */
@@ -62,7 +50,7 @@ static enum record read_record(char recorded[BROKER_MAX_KEY_SET + 1])
       *end= 0;
     if (!strncmp(line, "key_set=", 8))
     {
-      if (strlen(line + 8) > BROKER_MAX_KEY_SET || !valid_identity(line + 8))
+      if (!broker_valid_key_set((const unsigned char *) line + 8, strlen(line + 8)))
         return RECORD_DAMAGED;
       strcpy(recorded, line + 8);
       return RECORD_FOUND;
