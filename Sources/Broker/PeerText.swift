@@ -1,3 +1,5 @@
+import SystemSupport
+
 /// Strings a peer sent (client and instance names, admin words) as they may appear in a log line
 /// or an answer: cut to a few dozen characters and escaped, so a peer can neither grow the log by
 /// the size of its frames nor write a line of its own with a newline or a terminal escape.
@@ -16,12 +18,11 @@ enum PeerText {
                 break
             }
             count += 1
+            if let escape = BackslashEscape.of(scalar) {
+                out += escape
+                continue
+            }
             switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
             case " "..."~": out.unicodeScalars.append(scalar)
             default:
                 let hex = String(scalar.value, radix: 16)

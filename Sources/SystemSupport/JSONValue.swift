@@ -25,14 +25,12 @@ public enum JSONText {
     public static func quoted(_ string: String) -> String {
         var out = "\""
         for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += "\\u00" + Hex.encode([UInt8(scalar.value)])
-            default: out.unicodeScalars.append(scalar)
+            if let escape = BackslashEscape.of(scalar) {
+                out += escape
+            } else if scalar.value < 0x20 {
+                out += "\\u00" + Hex.encode([UInt8(scalar.value)])
+            } else {
+                out.unicodeScalars.append(scalar)
             }
         }
         return out + "\""
