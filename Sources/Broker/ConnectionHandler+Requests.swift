@@ -15,7 +15,9 @@ extension ConnectionHandler {
             hello(context: context, requestID: id, version: version, instance: instance, client: client)
             return
         }
-        guard let session else {
+        // Only the store, not the whole session, on the path of every key request: one reference
+        // counted less per request.
+        guard let store = session?.store else {
             fail(context: context, op: op, requestID: id, status: .badRequest,
                  message: "the first request on a connection must be HELLO", close: true)
             return
@@ -24,33 +26,35 @@ extension ConnectionHandler {
         case .hello:
             break
         case let .latestKey(keyID):
-            if let cached = session.store.cachedLatest(keyID: keyID) {
+            if let cached = store.cachedLatest(keyID: keyID) {
                 answered(.latestKey)
                 answer(context: context) { Self.writeLatestKey(&$0, requestID: id, version: cached.version, key: cached.key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
-                let (version, key) = try await session.store.latest(keyID: keyID)
+                let (version, key) = try await store.latest(keyID: keyID)
                 return Self.encoded(capacity: 16 + key.count) { Self.writeLatestKey(&$0, requestID: id, version: version, key: key) }
             }
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
-            if let key = session.store.cachedKey(ref) {
+            if let key = store.cachedKey(ref) {
                 answered(.getKey)
                 answer(context: context) { Self.writeGetKey(&$0, requestID: id, key: key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
-                let key = try await session.store.key(ref)
+                let key = try await store.key(ref)
                 return Self.encoded(capacity: 16 + key.count) { Self.writeGetKey(&$0, requestID: id, key: key) }
             }
         case let .rotate(keyID):
-            rotate(context: context, store: session.store, requestID: id, keyID: keyID)
+            rotate(context: context, store: store, requestID: id, keyID: keyID)
         case let .admin(command):
+            guard let session else { return }
             admin(context: context, session: session, requestID: id, command: command)
         case .info:
-            answerInfo(context: context, store: session.store, requestID: id)
+            answerInfo(context: context, store: store, requestID: id)
         case .status:
+            guard let session else { return }
             let visible = session.isAdmin ? Array(broker.instances.keys) : [session.instance]
             let document = broker.statusDocument(visibleInstances: visible, boundInstance: session.instance)
             answered(.status)
