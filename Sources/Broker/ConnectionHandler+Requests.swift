@@ -26,9 +26,11 @@ extension ConnectionHandler {
         case .hello:
             break
         case let .latestKey(keyID):
-            if let cached = store.cachedLatest(keyID: keyID) {
+            let cached = answer(context: context) { buffer in
+                store.withCachedLatest(keyID: keyID) { buffer.writeLatestKeyAnswer(requestID: id, version: $0, key: $1) } != nil
+            }
+            if cached {
                 answered(.latestKey)
-                answer(context: context) { Self.writeLatestKey(&$0, requestID: id, version: cached.version, key: cached.key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {
@@ -37,9 +39,11 @@ extension ConnectionHandler {
             }
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
-            if let key = store.cachedKey(ref) {
+            let cached = answer(context: context) { buffer in
+                store.withCachedKey(ref) { buffer.writeGetKeyAnswer(requestID: id, key: $0) } != nil
+            }
+            if cached {
                 answered(.getKey)
-                answer(context: context) { Self.writeGetKey(&$0, requestID: id, key: key) }
                 return
             }
             answerLater(context: context, op: op, requestID: id) {

@@ -128,12 +128,12 @@ final class ConnectionHandler: ChannelInboundHandler {
         let maxOutput = broker.limits.maxOutputBytesPerConnection
         // One clock read per read, not per frame: the idle timeout needs no finer grain.
         var sawFrame = false
-        while !closing, pausedSince == nil, let frame = decoder.next(from: &buffer) {
+        while !closing, pausedSince == nil, let decoded = decoder.nextRequest(from: &buffer) {
             if !sawFrame {
                 sawFrame = true
                 lastFrameAt = context.eventLoop.now
             }
-            handle(frame, context: context)
+            handle(decoded, context: context)
             if !closing, pausedSince == nil, pendingOutput >= maxOutput {
                 pause(context: context)
             }
@@ -152,20 +152,17 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func handle(_ frame: FrameDecoder.Frame, context: ChannelHandlerContext) {
-        switch frame {
+    private func handle(_ decoded: FrameDecoder.DecodedRequest, context: ChannelHandlerContext) {
+        switch decoded {
         case let .invalidLength(length, op, requestID):
             refuseMalformed(context: context, ProtocolError(
                 requestID: requestID, op: op,
                 message: "frame length \(length) is outside 1...\(ProtocolConstants.maximumFrameLength)"))
-        case let .frame(payload):
-            do {
-                let request = try Request(payload: payload)
-                broker.counters.requests.add(1, ordering: .relaxed)
-                handle(request, context: context)
-            } catch {
-                refuseMalformed(context: context, error)
-            }
+        case let .malformed(error):
+            refuseMalformed(context: context, error)
+        case let .request(request):
+            broker.counters.requests.add(1, ordering: .relaxed)
+            handle(request, context: context)
         }
     }
 
@@ -197,12 +194,14 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     // MARK: Writing
 
-    /// Appends one answer to this read's outbound buffer.
-    func answer(context: ChannelHandlerContext, _ write: (inout ByteBuffer) -> Void) {
-        var buffer = outbound ?? context.channel.allocator.buffer(capacity: 1024)
-        outbound = nil  // so the write below does not copy
-        write(&buffer)
+    /// Appends one answer to this read's outbound buffer (taken out while written, so the write
+    /// does not copy it).
+    @discardableResult
+    func answer<R>(context: ChannelHandlerContext, _ write: (inout ByteBuffer) -> R) -> R {
+        var buffer = outbound.take() ?? context.channel.allocator.buffer(capacity: 1024)
+        let result = write(&buffer)
         outbound = buffer
+        return result
     }
 
     func flushOutbound(context: ChannelHandlerContext, then: (() -> Void)? = nil) {

@@ -47,6 +47,39 @@ public struct FrameDecoder: Sendable {
         return false
     }
 
+    /// What `nextRequest(from:)` found.
+    public enum DecodedRequest: Sendable, Equatable {
+        case request(Request)
+        /// A sound frame whose payload is not a request (`Request(payload:)`'s error).
+        case malformed(ProtocolError)
+        case invalidLength(length: UInt32, op: UInt8?, requestID: UInt32?)
+    }
+
+    /// The next complete request in `buffer`, consuming it, or nil when more bytes are needed.
+    /// The same as `next(from:)` followed by `Request(payload:)`, but a whole LATEST_KEY or GET_KEY
+    /// frame (the cached path, nearly every request) is decoded where it lies, without a slice.
+    public mutating func nextRequest(from buffer: inout ByteBuffer) -> DecodedRequest? {
+        if case .waitingForHeader = state,
+           let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
+           length <= Request.longestCachedPathPayload, buffer.readableBytes >= 4 + Int(length),
+           let request = Request.cachedPathRequest(in: buffer, offset: buffer.readerIndex + 4, length: Int(length)) {
+            buffer.moveReaderIndex(forwardBy: 4 + Int(length))
+            return .request(request)
+        }
+        switch next(from: &buffer) {
+        case nil:
+            return nil
+        case let .invalidLength(length, op, requestID):
+            return .invalidLength(length: length, op: op, requestID: requestID)
+        case let .frame(payload):
+            do {
+                return .request(try Request(payload: payload))
+            } catch {
+                return .malformed(error)
+            }
+        }
+    }
+
     /// The next complete frame in `buffer`, consuming it, or nil when more bytes are needed.
     public mutating func next(from buffer: inout ByteBuffer) -> Frame? {
         switch state {

@@ -9,6 +9,11 @@ public struct KeyRef: Hashable, Sendable, CustomStringConvertible {
         self.version = version
     }
 
+    /// One word hashed rather than two: the cached GET_KEY path hashes a KeyRef per request.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(UInt64(keyID) << 32 | UInt64(version))
+    }
+
     public var description: String { "key \(keyID) version \(version)" }
 
     /// Every version of an index (versions per key id), ordered by key id, then version.

@@ -33,8 +33,33 @@ public struct Request: Sendable, Equatable {
         }
     }
 
+    /// The longest payload `cachedPathRequest` decodes (GET_KEY's).
+    static let longestCachedPathPayload: UInt32 = 13
+
+    /// A LATEST_KEY (9 bytes) or GET_KEY (13 bytes) payload at `offset`, read in place; nil for
+    /// anything else, which the general decoder then takes (and refuses if it must).
+    static func cachedPathRequest(in buffer: ByteBuffer, offset: Int, length: Int) -> Request? {
+        guard let op = buffer.getInteger(at: offset, as: UInt8.self),
+              let requestID = buffer.getInteger(at: offset + 1, as: UInt32.self),
+              let keyID = buffer.getInteger(at: offset + 5, as: UInt32.self)
+        else { return nil }
+        switch (op, length) {
+        case (Opcode.latestKey.rawValue, 9):
+            return Request(requestID: requestID, body: .latestKey(keyID: keyID))
+        case (Opcode.getKey.rawValue, 13):
+            guard let version = buffer.getInteger(at: offset + 9, as: UInt32.self) else { return nil }
+            return Request(requestID: requestID, body: .getKey(keyID: keyID, version: version))
+        default:
+            return nil
+        }
+    }
+
     /// Decodes one frame's payload (without the length prefix). The whole payload must be consumed.
     public init(payload: ByteBuffer) throws(ProtocolError) {
+        if let request = Request.cachedPathRequest(in: payload, offset: payload.readerIndex, length: payload.readableBytes) {
+            self = request
+            return
+        }
         var buffer = payload
         guard let opByte = buffer.readInteger(as: UInt8.self),
               let requestID = buffer.readInteger(as: UInt32.self)

@@ -28,21 +28,35 @@ extension ByteBuffer {
 
     /// LATEST_KEY OK: `version:u32 key_len:u16 key`.
     public mutating func writeLatestKeyAnswer(requestID: UInt32, version: UInt32, key: UnsafeRawBufferPointer) {
-        writeAnswer(op: Opcode.latestKey.rawValue, requestID: requestID, status: .ok) { buffer in
-            buffer.writeInteger(version)
-            buffer.writeKeyBytes(key)
-        }
+        writeKeyAnswer(op: .latestKey, requestID: requestID, version: version, key: key)
     }
 
     /// GET_KEY OK: `key_len:u16 key`.
     public mutating func writeGetKeyAnswer(requestID: UInt32, key: UnsafeRawBufferPointer) {
-        writeAnswer(op: Opcode.getKey.rawValue, requestID: requestID, status: .ok) { $0.writeKeyBytes(key) }
+        writeKeyAnswer(op: .getKey, requestID: requestID, version: nil, key: key)
     }
 
-    private mutating func writeKeyBytes(_ key: UnsafeRawBufferPointer) {
+    /// The two answers of the cached path, written with one capacity check and plain stores: with
+    /// 32 requests pipelined per client, the generic integer writes were a fifth of the daemon's
+    /// time per answer.
+    private mutating func writeKeyAnswer(op: Opcode, requestID: UInt32, version: UInt32?, key: UnsafeRawBufferPointer) {
         precondition(key.count <= Int(UInt16.max), "a data key of \(key.count) bytes")
-        writeInteger(UInt16(key.count))
-        writeBytes(key)
+        let header = 4 + ProtocolConstants.requestHeaderLength + 1 + (version == nil ? 0 : 4) + 2
+        let total = header + key.count
+        writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+            out.storeBytes(of: UInt32(total - 4).bigEndian, toByteOffset: 0, as: UInt32.self)
+            out.storeBytes(of: op.rawValue, toByteOffset: 4, as: UInt8.self)
+            out.storeBytes(of: requestID.bigEndian, toByteOffset: 5, as: UInt32.self)
+            out.storeBytes(of: ResponseStatus.ok.rawValue, toByteOffset: 9, as: UInt8.self)
+            var offset = 10
+            if let version {
+                out.storeBytes(of: version.bigEndian, toByteOffset: offset, as: UInt32.self)
+                offset += 4
+            }
+            out.storeBytes(of: UInt16(key.count).bigEndian, toByteOffset: offset, as: UInt16.self)
+            UnsafeMutableRawBufferPointer(rebasing: out[header..<total]).copyMemory(from: key)
+            return total
+        }
     }
 
     /// ROTATE OK: `count:u32 count × (key_id:u32 new_version:u32)`.

@@ -80,10 +80,8 @@ extension InstanceKeyStore {
             }
             let written = unixNowMilliseconds()
             state.withLock { state in
-                // sorted: an imported (adopted) version may have arrived meanwhile
-                state.index[keyID, default: []].append(ref.version)
-                state.index[keyID]?.sort()
-                state.keys[ref] = key
+                state.addVersion(ref)
+                state.insertKey(key, for: ref)
                 if let period = state.rotateAfterSeconds {
                     state.nextRotationDue = min(state.nextRotationDue ?? .max, written + period * 1000)
                 }

@@ -7,7 +7,7 @@ import SystemSupport
 /// The data keys of one instance: the index of versions on disk, the unwrapped keys in locked
 /// memory, and the loads and writes in flight.
 ///
-/// Lookups of cached keys (`cachedLatest`, `cachedKey`) take one short lock and never wait on
+/// Lookups of cached keys (`withCachedLatest`, `withCachedKey`) take one short lock and never wait on
 /// I/O, so the server answers them inline. Everything else is async: a load of one key never waits
 /// on a load of another, concurrent requests for the same key share one load (single-flight), and
 /// writes of new versions of one key id are serialised so version numbers never collide.
@@ -19,24 +19,6 @@ public final class InstanceKeyStore: Sendable {
     public let keyLength: Int
     public let autoCreate: Bool
     let logger: Logger
-
-    struct State {
-        /// Versions on disk, ascending, per key id.
-        var index: [UInt32: [UInt32]] = [:]
-        var keys: [KeyRef: SecureBytes] = [:]
-        var loads: [KeyRef: Task<SecureBytes, any Error>] = [:]
-        /// The newest write of a version per key id; the next one waits for it.
-        var writes: [UInt32: PendingWrite] = [:]
-        var nextWriteSerial: UInt64 = 0
-        var failedLoads = 0
-        var lastError: String?
-        /// Scheduled rotation (`rotate_after`, seconds), and when the next key falls due (Unix ms).
-        var rotateAfterSeconds: Int64?
-        var nextRotationDue: Int64?
-        /// When versions were first seen, for stores that record no creation time.
-        var firstSeen: [KeyRef: Int64] = [:]
-        var keySet: KeySetIdentity?
-    }
 
     let state = Mutex(State())
 
@@ -64,7 +46,7 @@ public final class InstanceKeyStore: Sendable {
         let keySet = try await files.keySetIdentity()
         let index = try await files.scan(removingLeftovers: true)
         state.withLock {
-            $0.index = index
+            $0.replaceIndex(index)
             $0.keySet = keySet
         }
     }
@@ -91,7 +73,7 @@ public final class InstanceKeyStore: Sendable {
                 guard !new.isEmpty else { continue }
                 known += new
                 known.sort()
-                state.index[keyID] = known
+                state.setVersions(known, of: keyID)
                 added += new.count
             }
             return added
@@ -100,15 +82,22 @@ public final class InstanceKeyStore: Sendable {
 
     // MARK: Cached path
 
-    public func cachedLatest(keyID: UInt32) -> (version: UInt32, key: SecureBytes)? {
+    /// Runs `body` with the newest version of `keyID` and its bytes in locked memory, under the
+    /// store's lock (so the bytes stay valid and no reference is counted), or returns nil when that
+    /// version is not unwrapped yet. `body` must only copy the bytes out.
+    public func withCachedLatest<R>(keyID: UInt32, _ body: (UInt32, UnsafeRawBufferPointer) -> R) -> R? {
         state.withLock { state in
-            guard let version = state.index[keyID]?.last, let key = state.keys[KeyRef(keyID: keyID, version: version)] else { return nil }
-            return (version, key)
+            guard let newest = state.newest[keyID] else { return nil }
+            return body(newest.version, newest.bytes)
         }
     }
 
-    public func cachedKey(_ ref: KeyRef) -> SecureBytes? {
-        state.withLock { $0.keys[ref] }
+    /// The same for one version of a key.
+    public func withCachedKey<R>(_ ref: KeyRef, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        state.withLock { state in
+            guard let key = state.keys[ref] else { return nil }
+            return body(key.unsafeBytes)
+        }
     }
 
     // MARK: Requests
@@ -240,7 +229,7 @@ public final class InstanceKeyStore: Sendable {
 
     /// Drops every unwrapped key; the memory is zeroed as the last references go.
     public func releaseKeys() {
-        state.withLock { $0.keys.removeAll() }
+        state.withLock { $0.removeAllKeys() }
     }
 
     // MARK: Internals
@@ -259,7 +248,7 @@ public final class InstanceKeyStore: Sendable {
         do throws(KeyStoreError) {
             let key = try await unwrapStored(ref)
             state.withLock { state in
-                state.keys[ref] = key
+                state.insertKey(key, for: ref)
                 state.loads[ref] = nil
             }
             logger.info("loaded key \(ref.keyID) version \(ref.version) (\(key.count * 8) bits)",
@@ -305,14 +294,7 @@ public final class InstanceKeyStore: Sendable {
         } catch {
             throw KeyStoreError(error)
         }
-        state.withLock { state in
-            var versions = state.index[ref.keyID, default: []]
-            if !versions.contains(ref.version) {
-                versions.append(ref.version)
-                versions.sort()
-                state.index[ref.keyID] = versions
-            }
-        }
+        state.withLock { $0.addVersion(ref) }
         logger.info("adopted \(ref) found in \(files.location)", metadata: ["key_id": "\(ref.keyID)", "version": "\(ref.version)"])
         return true
     }

@@ -62,6 +62,12 @@ public final class SecureBytes: @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
 
+    /// The bytes, valid only while this object is alive: for a holder that keeps a reference
+    /// elsewhere and must not count one more per use (the key store's cached path).
+    public var unsafeBytes: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: pointer, count: count)
+    }
+
     /// First 8 bytes of SHA-256, in hex: lets an admin compare keys without revealing them.
     public var fingerprint: String {
         var digest = [UInt8](repeating: 0, count: 32)

@@ -3,18 +3,23 @@ import NIOCore
 import XCTest
 
 final class CodecTests: XCTestCase {
-    private func frames(_ bytes: [UInt8], chunk: Int = Int.max) -> [FrameDecoder.Frame] {
+    /// Feeds `bytes` to one decoder `chunk` bytes at a time, taking out everything `next` finds.
+    private func decoded<T>(_ bytes: [UInt8], chunk: Int, _ next: (inout FrameDecoder, inout ByteBuffer) -> T?) -> [T] {
         var decoder = FrameDecoder()
         var buffer = ByteBuffer()
-        var out: [FrameDecoder.Frame] = []
+        var out: [T] = []
         var offset = 0
         while offset < bytes.count {
             let end = min(bytes.count, offset + chunk)
             buffer.writeBytes(bytes[offset..<end])
             offset = end
-            while let frame = decoder.next(from: &buffer) { out.append(frame) }
+            while let item = next(&decoder, &buffer) { out.append(item) }
         }
         return out
+    }
+
+    private func frames(_ bytes: [UInt8], chunk: Int = Int.max) -> [FrameDecoder.Frame] {
+        decoded(bytes, chunk: chunk) { $0.next(from: &$1) }
     }
 
     private func encoded(_ request: Request) -> [UInt8] {
@@ -47,6 +52,39 @@ final class CodecTests: XCTestCase {
         ]
         for request in requests {
             XCTAssertEqual(try decodeOne(encoded(request)), request)
+        }
+    }
+
+    /// The server's decoder (`nextRequest`, which reads LATEST_KEY and GET_KEY in place) must
+    /// find exactly what the general one finds, however the bytes arrive.
+    func testNextRequestAgreesWithTheGeneralDecoder() {
+        let requests: [Request] = [
+            Request(requestID: 1, body: .hello(protocolVersion: 1, instance: "default", client: "mariadbd")),
+            Request(requestID: 2, body: .latestKey(keyID: 1)),
+            Request(requestID: 3, body: .getKey(keyID: 0xFFFF_FFFE, version: 0xFFFF_FFFF)),
+            Request(requestID: 4, body: .rotate(keyID: 9)),
+            Request(requestID: 5, body: .status),
+            Request(requestID: 6, body: .info),
+            Request(requestID: 7, body: .admin(.rewrap(masterKey: "alias/next"))),
+            Request(requestID: 0xFFFF_FFFF, body: .latestKey(keyID: 0)),
+        ]
+        // A LATEST_KEY with a GET_KEY's length and a GET_KEY with a LATEST_KEY's: refused, not
+        // read in place as the other kind. Then a zero length, after which nothing is decoded.
+        let malformed: [UInt8] = [0, 0, 0, 13, 0x02, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 1]
+            + [0, 0, 0, 9, 0x03, 0, 0, 0, 9, 0, 0, 0, 1]
+        let bytes = requests.flatMap(encoded) + malformed + [0, 0, 0, 0] + encoded(requests[1])
+        let expected: [FrameDecoder.DecodedRequest] = frames(bytes).map { frame in
+            switch frame {
+            case let .invalidLength(length, op, requestID):
+                return .invalidLength(length: length, op: op, requestID: requestID)
+            case let .frame(payload):
+                do throws(ProtocolError) { return .request(try Request(payload: payload)) } catch { return .malformed(error) }
+            }
+        }
+        XCTAssertEqual(expected.count, requests.count + 3)
+        XCTAssertEqual(Array(expected.prefix(requests.count)), requests.map { .request($0) })
+        for chunk in [1, 5, 13, Int.max] {
+            XCTAssertEqual(decoded(bytes, chunk: chunk) { $0.nextRequest(from: &$1) }, expected, "chunks of \(chunk) bytes")
         }
     }
 

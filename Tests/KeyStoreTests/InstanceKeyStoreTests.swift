@@ -92,12 +92,54 @@ final class InstanceKeyStoreTests: XCTestCase {
         XCTAssertEqual(Set(versions), Set(2...21))
     }
 
+    /// The cached LATEST_KEY answer is the index's newest version, and only while that version's
+    /// key is in memory: never an older version after a rotation or an adoption from the store.
+    func testCachedLatestFollowsTheIndexAndTheKeysInMemory() async throws {
+        let store = try await makeStore()
+        func cachedLatest() -> (UInt32, [UInt8])? { store.withCachedLatest(keyID: 7) { ($0, Array($1)) } }
+        func cachedKey(_ version: UInt32) -> [UInt8]? { store.withCachedKey(KeyRef(keyID: 7, version: version)) { Array($0) } }
+        XCTAssertNil(cachedLatest())
+        let (_, first) = try await store.latest(keyID: 7)
+        XCTAssertEqual(cachedLatest()?.0, 1)
+        XCTAssertEqual(cachedLatest()?.1, bytes(first))
+        let second = try await store.rotate(keyID: 7)[0]
+        XCTAssertEqual(second.version, 2)
+        let secondKey = try await store.key(second)
+        XCTAssertEqual(cachedLatest()?.0, 2)
+        XCTAssertEqual(cachedLatest()?.1, bytes(secondKey))
+        XCTAssertNotEqual(bytes(first), bytes(secondKey))
+
+        store.releaseKeys()
+        XCTAssertNil(cachedLatest())
+        _ = try await store.key(KeyRef(keyID: 7, version: 1))
+        XCTAssertNil(cachedLatest(), "version 1 is in memory, but it is not the newest")
+        XCTAssertEqual(cachedKey(1), bytes(first))
+        _ = try await store.key(second)
+        XCTAssertEqual(cachedLatest()?.0, 2)
+
+        // Another broker on the same directory writes version 3: once the index has it, the
+        // cached answer stops until version 3 is unwrapped here.
+        let other = try await makeStore()
+        let third = try await other.rotate(keyID: 7)[0]
+        XCTAssertEqual(third.version, 3)
+        let adopted = try await store.refreshFromStore()
+        XCTAssertEqual(adopted, 1)
+        XCTAssertNil(cachedLatest())
+        XCTAssertEqual(cachedKey(2), bytes(secondKey))
+        let thirdKey = try await store.key(third)
+        XCTAssertEqual(cachedLatest()?.0, 3)
+        XCTAssertEqual(cachedLatest()?.1, bytes(thirdKey))
+
+        try await store.open()
+        XCTAssertEqual(cachedLatest()?.0, 3, "reopening rebuilds the index; the keys in memory still answer")
+    }
+
     func testIndexAndBytesSurviveReopening() async throws {
         var store = try await makeStore()
         let (_, key) = try await store.latest(keyID: 3)
         _ = try await store.rotate(keyID: 3)
         store = try await makeStore()
-        XCTAssertNil(store.cachedKey(KeyRef(keyID: 3, version: 1)))
+        XCTAssertNil(store.withCachedKey(KeyRef(keyID: 3, version: 1)) { _ in () })
         XCTAssertEqual(store.summary().versions, 2)
         let awaited5 = try await store.latest(keyID: 3).version
         XCTAssertEqual(awaited5, 2)
