@@ -114,42 +114,6 @@ struct InstanceFiles {
     }
 }
 
-/// Copies one version between directories: never replaces a different file. Returns what happened.
-enum CopyOutcome { case copied, identical, conflict }
-
-func copyVersion(_ ref: KeyRef, from source: KeyFileDirectory, to target: KeyFileDirectory,
-                 owner: (uid: uid_t, gid: gid_t)?) throws(CommandError) -> CopyOutcome {
-    let bytes: [UInt8]
-    do { bytes = try source.read(ref) } catch { throw CommandError(error.description) }
-    if target.exists(ref) {
-        let existing: [UInt8]
-        do { existing = try target.read(ref) } catch { throw CommandError(error.description) }
-        return existing == bytes ? .identical : .conflict
-    }
-    do {
-        try target.writeNew(ref, bytes: bytes, owner: owner)
-    } catch {
-        if error.errno == EEXIST { return .conflict }
-        throw CommandError(error.description)
-    }
-    return .copied
-}
-
-/// Owner of a directory, to give copied files when running as root.
-func directoryOwner(_ path: String) -> (uid: uid_t, gid: gid_t)? {
-    var info = stat()
-    guard getuid() == 0, stat(path, &info) == 0 else { return nil }
-    return (info.st_uid, info.st_gid)
-}
-
-func prepareDirectory(_ path: String, owner: (uid: uid_t, gid: gid_t)?) throws(CommandError) {
-    do {
-        try PrivateDirectory.create(path, owner: owner)
-    } catch {
-        throw CommandError(error.errno == ENOTDIR ? "\(path) is not a directory" : "cannot create \(path): \(error.reason)")
-    }
-}
-
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
@@ -164,29 +128,13 @@ struct Import: ParsableCommand {
             throw CommandError("instance \"\(options.instance)\" uses provider local; key files can be imported into instances with provider = \"aws\" or \"kmip\"")
         }
         let source = KeyFileDirectory(path: from, prefix: files.directory.prefix)
-        let found: [UInt32: [UInt32]]
-        do { found = try source.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
-        let refs = KeyRef.all(in: found)
+        let refs = try storedVersions(in: source)
         guard !refs.isEmpty else { throw CommandError("\(from) holds no \(files.directory.prefix).ID.VERSION files") }
         let owner = directoryOwner(files.config.stateDirectory)
         try prepareDirectory(files.config.stateDirectory, owner: owner)
         try prepareDirectory(files.directory.path, owner: owner)
-        var problems = 0
-        var present: [KeyRef] = []
-        for ref in refs {
-            let name = "\(files.directory.prefix).\(ref.keyID).\(ref.version)"
-            switch try copyVersion(ref, from: source, to: files.directory, owner: directoryOwner(files.directory.path)) {
-            case .copied:
-                print("\(name): imported")
-                present.append(ref)
-            case .identical:
-                print("\(name): already present (identical)")
-                present.append(ref)
-            case .conflict:
-                print("\(name): CONFLICT: \(files.directory.filePath(ref)) exists with different contents; left as it is")
-                problems += 1
-            }
-        }
+        let (present, conflicts) = try copyVersions(refs, from: source, to: files.directory, copied: "imported")
+        var problems = conflicts
         var connection: BrokerConnection
         do {
             connection = try options.connect()
@@ -223,23 +171,11 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let files = try InstanceFiles(options)
-        let found: [UInt32: [UInt32]]
-        do { found = try files.directory.scan(removingLeftovers: false) } catch { throw CommandError(error.description) }
-        let refs = KeyRef.all(in: found)
+        let refs = try storedVersions(in: files.directory)
         guard !refs.isEmpty else { throw CommandError("instance \"\(options.instance)\" has no key files in \(files.directory.path)") }
         try prepareDirectory(target, owner: nil)
         let destination = KeyFileDirectory(path: target, prefix: files.directory.prefix)
-        var conflicts = 0
-        for ref in refs {
-            let name = "\(files.directory.prefix).\(ref.keyID).\(ref.version)"
-            switch try copyVersion(ref, from: files.directory, to: destination, owner: directoryOwner(target)) {
-            case .copied: print("\(name): exported")
-            case .identical: print("\(name): already present (identical)")
-            case .conflict:
-                print("\(name): CONFLICT: \(destination.filePath(ref)) exists with different contents; left as it is")
-                conflicts += 1
-            }
-        }
+        let conflicts = try copyVersions(refs, from: files.directory, to: destination, copied: "exported").conflicts
         if conflicts > 0 { throw CommandError("\(conflicts) of \(refs.count) files were not exported") }
         print("exported \(refs.count) key files of instance \"\(options.instance)\" to \(target)")
     }
