@@ -2,25 +2,12 @@
 import os
 import re
 
-import pytest
-
 import kbproto
-from awsmoto import AWSAccount, Moto, aws_instance, clean_env, mfa_sts_shim, seed
+from awsmoto import aws_instance, clean_env, mfa_sts_shim, moto_fixture
 from broker import Broker, me
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m, 31)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
-
-
-def user_env(moto):
-    a = moto.account
-    return clean_env(AWS_ACCESS_KEY_ID=a.key_id, AWS_SECRET_ACCESS_KEY=a.secret)
+moto = moto_fixture(31)
 
 
 def keys_of(b, ids, instance="default"):
@@ -37,7 +24,7 @@ def keys_of(b, ids, instance="default"):
 def test_rewrap_moves_every_key_to_the_second_master_key(workdir, moto):
     a = moto.account
     b = Broker(workdir / "rewrap", instances={"default": aws_instance(moto)})
-    b.start(env=user_env(moto))
+    b.start(env=moto.account.env())
     try:
         with kbproto.Client(b.socket) as c:
             c.hello()
@@ -67,7 +54,7 @@ def test_rewrap_moves_every_key_to_the_second_master_key(workdir, moto):
 
 def test_rewrap_to_an_unknown_key_keeps_the_old_files(workdir, moto):
     b = Broker(workdir / "rewrapbad", instances={"default": aws_instance(moto)})
-    b.start(env=user_env(moto))
+    b.start(env=moto.account.env())
     try:
         with kbproto.Client(b.socket) as c:
             c.hello()
@@ -86,7 +73,7 @@ def test_admin_op_needs_an_admin_and_unknown_commands_are_bad_requests(workdir, 
     b = Broker(workdir / "adminop", instances={"default": aws_instance(moto)})
     b.top["admins"] = []
     b.write_config()
-    b.start(env=user_env(moto))
+    b.start(env=moto.account.env())
     try:
         with kbproto.Client(b.socket) as c:
             c.hello()
@@ -122,7 +109,7 @@ def test_import_from_an_aws_key_management_datadir_and_export_back(workdir, moto
     (datadir / "aws-kms-key.3").write_bytes(b"not a key name")
 
     b = Broker(workdir / "import", instances={"default": aws_instance(moto)})
-    b.start(env=user_env(moto))
+    b.start(env=moto.account.env())
     try:
         # A different file already in place for 17.4 is never overwritten.
         with kbproto.Client(b.socket) as c:
@@ -182,7 +169,7 @@ def test_import_while_the_broker_is_stopped(workdir, moto, tmp_path):
     r = b.ctl("import", "--from", str(datadir), "--instance", "default")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "the broker is not reachable" in r.stdout
-    b.start(env=user_env(moto))
+    b.start(env=moto.account.env())
     try:
         with kbproto.Client(b.socket) as c:
             c.hello()

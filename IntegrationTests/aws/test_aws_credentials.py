@@ -6,20 +6,12 @@ import stat
 import urllib.parse
 import urllib.request
 
-import pytest
-
 import kbproto
-from awsmoto import AWSAccount, Moto, Responder, aws_instance, clean_env, seed
+from awsmoto import Responder, aws_instance, clean_env, moto_fixture
 from broker import Broker
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m, 11)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
+moto = moto_fixture(11)
 
 
 COUNTER = {"n": 0}
@@ -50,7 +42,7 @@ def write_private(path, text):
 
 def test_environment(workdir, moto):
     a = moto.account
-    proves(workdir, moto, clean_env(AWS_ACCESS_KEY_ID=a.key_id, AWS_SECRET_ACCESS_KEY=a.secret), "environment")
+    proves(workdir, moto, a.env(), "environment")
 
 
 def test_environment_with_session_token(workdir, moto):

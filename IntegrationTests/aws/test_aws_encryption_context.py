@@ -10,33 +10,21 @@ import shutil
 import pytest
 
 import kbproto
-from awsmoto import AWSAccount, Moto, aws_instance, clean_env, seed
+from awsmoto import aws_instance, moto_fixture
 from broker import Broker
-from recording_proxy import RecordingProxy
+from recording_proxy import proxy_fixture
 
 HEADER = b"keybroker-kms-context-1 "
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m, 17)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
-
-
-@pytest.fixture
-def proxy(moto):
-    p = RecordingProxy(moto.url)
-    yield p
-    p.stop()
+moto = moto_fixture(17)
+proxy = proxy_fixture()
 
 
 def broker(workdir, name, moto, proxy, context=True):
     a = moto.account
     b = Broker(workdir / name, instances={"default": aws_instance(moto, endpoint_url=proxy.url, encryption_context=context)})
-    b.start(env=clean_env(AWS_ACCESS_KEY_ID=a.key_id, AWS_SECRET_ACCESS_KEY=a.secret))
+    b.start(env=a.env())
     return b
 
 

@@ -3,30 +3,18 @@ import os
 import re
 import time
 
-import pytest
-
 import kbproto
-from awsmoto import AWSAccount, Moto, Responder, aws_instance, clean_env, disabled_key_proxy, seed, unauthenticated
+from awsmoto import (AWSAccount, Moto, Responder, aws_instance, clean_env, disabled_key_proxy, moto_fixture, seed,
+                    unauthenticated)
 from broker import Broker
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
-
-
-def user_env(moto, **extra):
-    a = moto.account
-    return clean_env(AWS_ACCESS_KEY_ID=a.key_id, AWS_SECRET_ACCESS_KEY=a.secret, **extra)
+moto = moto_fixture()
 
 
 def start(workdir, name, moto, env=None, **settings):
     b = Broker(workdir / name, instances={"default": aws_instance(moto, **settings)})
-    b.start(env=env or user_env(moto))
+    b.start(env=env or moto.account.env())
     return b
 
 
@@ -80,7 +68,7 @@ def test_blob_from_boto3_is_served_with_boto3s_plaintext(workdir, moto):
     b.state_dir.mkdir(mode=0o700)
     b.instance_dir().mkdir(mode=0o700)
     (b.instance_dir() / "aws-kms-key.7.3").write_bytes(blob)
-    b.start(env=user_env(moto))
+    b.start(env=moto.account.env())
     try:
         r = latest(b, 7)
         assert r.key() == (3, plaintext)
@@ -230,7 +218,7 @@ def test_moto_outage(workdir):
     m = Moto(str(workdir)).start()
     seed(m, 99)
     account = AWSAccount(m)
-    env = clean_env(AWS_ACCESS_KEY_ID=account.key_id, AWS_SECRET_ACCESS_KEY=account.secret)
+    env = account.env()
     b = Broker(workdir / "outage", instances={"default": aws_instance(m, max_retries=1, request_timeout_ms=1000)})
     b.start(env=env)
     try:

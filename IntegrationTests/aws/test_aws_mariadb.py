@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kbproto
-from awsmoto import (AWSAccount, Moto, aws_instance, clean_env, disabled_key_proxy, mfa_sts_shim, seed,
+from awsmoto import (AWSAccount, Moto, aws_instance, clean_env, disabled_key_proxy, mfa_sts_shim, moto_fixture, seed,
                      unauthenticated)
 from broker import Broker
 from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb, wait_until
@@ -30,13 +30,7 @@ def plugin_built():
     build_plugin()
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m, 41)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
+moto = moto_fixture(41)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +120,7 @@ def test_each_failure_class_has_its_own_status_and_line(workdir, plugin_built):
     b = Broker(workdir / "classes-broker",
                instances={"default": instance, "nobodys": {**instance, "clients": ["nobody"]}},
                extra={"admins": []})
-    b.start(env=clean_env(AWS_ACCESS_KEY_ID=account.key_id, AWS_SECRET_ACCESS_KEY=account.secret))
+    b.start(env=account.env())
     # Time enough for the broker's own retries (max_retries 1, 1 s each) under a loaded machine.
     s = MariaDB(workdir / "classes-server", b.socket,
                 options={**SERVER_OPTIONS, "keybroker-key-management-request-timeout": "8000"})

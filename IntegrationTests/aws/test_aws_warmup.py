@@ -5,19 +5,13 @@ import time
 import pytest
 
 import kbproto
-from awsmoto import AWSAccount, Moto, Responder, aws_instance, clean_env, seed
+from awsmoto import Responder, aws_instance, moto_fixture
 from broker import Broker
 
 KEYS = 200
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m, 23)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
+moto = moto_fixture(23)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def warm_up_seconds(workdir, moto, blobs, concurrency, endpoint=None):
         (b.instance_dir() / f"aws-kms-key.{i}.1").write_bytes(blob)
     a = moto.account
     started = time.monotonic()
-    b.start(env=clean_env(AWS_ACCESS_KEY_ID=a.key_id, AWS_SECRET_ACCESS_KEY=a.secret))
+    b.start(env=a.env())
     try:
         while "loaded 200 of 200 stored key versions" not in b.log_text():
             assert time.monotonic() - started < 120, b.log_text()[-2000:]

@@ -17,19 +17,14 @@ import kbproto
 from broker import write_master_key
 from galera_cluster import GaleraCluster
 from mariadb_server import build_plugin, files_containing, require_mariadb, wait_until
-from s3store import MotoS3, StoreAccount, store_broker
+from s3store import s3_moto_fixture, store_broker
 
 ROWS = 2000
 MARKER = "galera-s3-plaintext"
 PREFIX = "galera"
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = MotoS3(str(workdir)).start()
-    m.account = StoreAccount(m)
-    yield m
-    m.stop()
+moto = s3_moto_fixture()
 
 
 @pytest.fixture(scope="module")

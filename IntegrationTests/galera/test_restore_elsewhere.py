@@ -18,18 +18,13 @@ import pytest
 import kbproto
 from broker import me, write_master_key
 from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, files_containing, require_mariadb
-from s3store import MotoS3, StoreAccount, store_broker
+from s3store import s3_moto_fixture, store_broker
 
 ROWS = 3000
 MARKER = "restore-elsewhere-plaintext"
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = MotoS3(str(workdir)).start()
-    m.account = StoreAccount(m)
-    yield m
-    m.stop()
+moto = s3_moto_fixture()
 
 
 @pytest.fixture(scope="module")

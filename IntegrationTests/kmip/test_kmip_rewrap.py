@@ -4,7 +4,7 @@ import pytest
 
 import kbproto
 import kmipserver
-from awsmoto import AWSAccount, Moto, aws_instance, clean_env, seed
+from awsmoto import aws_instance, moto_fixture
 from broker import Broker
 from kmipserver import kmip_instance, parse_blob, unwrap_blob
 
@@ -15,13 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 IDS = [(1, 1), (2, 1), (2, 2), (3, 1)]
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = Moto(str(workdir)).start()
-    seed(m)
-    m.account = AWSAccount(m)
-    yield m
-    m.stop()
+moto = moto_fixture()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def test_aws_to_kmip_to_aws_keeps_every_version(workdir, moto, kmip):
         "onprem": kmip_instance(kmip, master_key_id=uid),
         "back": aws_instance(moto, master_key_id=a.second_key),
     })
-    b.start(env=clean_env(AWS_ACCESS_KEY_ID=a.key_id, AWS_SECRET_ACCESS_KEY=a.secret))
+    b.start(env=a.env())
     try:
         with kbproto.Client(b.socket) as c:
             assert c.hello("prod").status == kbproto.OK

@@ -15,15 +15,10 @@ import pytest
 
 import kbproto
 from broker import KEYBROKERD, Broker, write_master_key
-from s3store import BUCKET, MotoS3, Outage, StoreAccount, store_broker, store_instance
+from s3store import BUCKET, Outage, s3_moto_fixture, store_broker, store_instance
 
 
-@pytest.fixture(scope="module")
-def moto(workdir):
-    m = MotoS3(str(workdir)).start()
-    m.account = StoreAccount(m)
-    yield m
-    m.stop()
+moto = s3_moto_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 
 import boto3
+import pytest
 from botocore.config import Config
 
 REGION = "us-east-1"
@@ -123,6 +124,10 @@ class AWSAccount:
     def kms(self):
         return self.moto.client("kms", self.key_id, self.secret)
 
+    def env(self, **extra):
+        """The daemon's environment with this user's access key (clean_env otherwise)."""
+        return clean_env(AWS_ACCESS_KEY_ID=self.key_id, AWS_SECRET_ACCESS_KEY=self.secret, **extra)
+
     def assume_role(self, session="pytest"):
         sts = self.moto.client("sts", self.assumer_key_id, self.assumer_secret)
         return sts.assume_role(RoleArn=self.role_arn, RoleSessionName=session)["Credentials"]
@@ -149,6 +154,21 @@ def seed(moto, value=7):
     req = urllib.request.Request(f"{moto.url}/moto-api/seed?a={value}", data=b"", method="POST",
                                  headers={"Content-Type": "text/plain"})
     urllib.request.urlopen(req, timeout=5).read()
+
+
+def moto_fixture(seed_value=7, server=Moto, account=AWSAccount):
+    """The test module's moto_server, started once for the module: `moto = moto_fixture(31)` at
+    a module's top level. Seeded (`seed`) unless `seed_value` is None, so the account's ids repeat;
+    `moto.account` is what `account(moto)` set up (AWSAccount here, s3store.StoreAccount there)."""
+    @pytest.fixture(scope="module")
+    def moto(workdir):
+        m = server(str(workdir)).start()
+        if seed_value is not None:
+            seed(m, seed_value)
+        m.account = account(m)
+        yield m
+        m.stop()
+    return moto
 
 
 def unauthenticated(moto):

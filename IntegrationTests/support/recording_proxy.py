@@ -8,6 +8,8 @@ import socketserver
 import threading
 import urllib.parse
 
+import pytest
+
 
 class RecordingProxy:
     def __init__(self, upstream):
@@ -59,3 +61,14 @@ class RecordingProxy:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def proxy_fixture():
+    """A RecordingProxy in front of the module's `moto` fixture, new for every test (so each test
+    sees only its own exchanges): `proxy = proxy_fixture()` at a module's top level."""
+    @pytest.fixture
+    def proxy(moto):
+        p = RecordingProxy(moto.url)
+        yield p
+        p.stop()
+    return proxy

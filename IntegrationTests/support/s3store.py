@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from awsmoto import KMS_POLICY, REGION, Moto, clean_env
+from awsmoto import KMS_POLICY, REGION, Moto, clean_env, moto_fixture
 from broker import Broker, me
 
 PATCHED = Path(__file__).resolve().parent / "moto_patched.py"
@@ -67,6 +67,12 @@ class StoreAccount:
             for item in page.get("Contents", []):
                 out[item["Key"]] = s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
         return out
+
+
+def s3_moto_fixture():
+    """The module's moto_server for the store tests (MotoS3, not seeded, a StoreAccount), started
+    once for the module: `moto = s3_moto_fixture()` at a module's top level."""
+    return moto_fixture(None, server=MotoS3, account=StoreAccount)
 
 
 def store_instance(moto, provider="local", master_key=None, prefix="kb", refresh_ms=500, bucket=BUCKET, **settings):
