@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from awsmoto import free_port
+from relay import TCPRelay, listener
 
 EXTENSIONS = """
 [server]
@@ -216,60 +217,32 @@ def _gcm_long_iv(master_key, b, aad):
     return d.update(b["ciphertext"]) + d.finalize()
 
 
-class Relay:
+class Relay(TCPRelay):
     """A TCP relay in front of the KMIP server that a test can turn into a black hole (accepts,
     reads, never answers) and back: a server that hangs. Hand-written because no real server
     misbehaves on cue; it relays the real server's bytes untouched otherwise."""
 
     def __init__(self, upstream_port, host="127.0.0.1"):
-        self.upstream = upstream_port
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, 0))
-        self.listener.listen(64)
+        super().__init__(upstream_port)
+        self.listener = listener(host, backlog=64)
         self.address = f"{host}:{self.listener.getsockname()[1]}"
         self.silent = threading.Event()
         self.closed = False
-        self.sockets = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.serve(self.listener)
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-                server.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+    def accepting(self, listening):
+        return not self.closed
 
-    def _pump(self, source, target):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                while self.silent.is_set() and not self.closed:
-                    time.sleep(0.05)  # swallow: hold the bytes and never deliver them
-                target.sendall(data)
-        except OSError:
-            pass
-        for s in (source, target):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def hold(self):
+        while self.silent.is_set() and not self.closed:
+            time.sleep(0.05)  # swallow: hold the bytes and never deliver them
 
     def close(self):
         self.closed = True
         self.listener.close()
-        for s in self.sockets:
+        with self.lock:
+            sockets = list(self.connections)
+        for s in sockets:
             try:
                 s.close()
             except OSError:

@@ -22,6 +22,7 @@ import threading
 import time
 
 import kbproto
+from relay import cut
 
 NEVER, CLOSE, HALF = "never", "close", "half"
 
@@ -92,12 +93,7 @@ class MisbehavingBroker:
             os.unlink(self.path)
         with self.lock:
             conns, self.connections = self.connections, []
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+        cut(conns)
 
     def count(self, op, key_id=None):
         with self.lock:

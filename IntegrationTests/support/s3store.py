@@ -10,8 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from awsmoto import KMS_POLICY, REGION, Moto, clean_env, moto_fixture
+from awsmoto import KMS_POLICY, REGION, Moto, clean_env, free_port, moto_fixture
 from broker import Broker, me
+from relay import TCPRelay, cut, listener
 
 PATCHED = Path(__file__).resolve().parent / "moto_patched.py"
 BUCKET = "keybroker-shared"
@@ -97,92 +98,32 @@ def store_broker(workdir, name, moto, master_key, provider="local", **settings):
     return b
 
 
-class Outage:
+class Outage(TCPRelay):
     """A TCP relay in front of moto that the test can take down: while down, connections are
     refused (the listening socket is closed) and open ones are cut, as when S3 is unreachable.
     moto itself keeps running, so the bucket's contents survive the outage."""
 
     def __init__(self, upstream_port):
-        import socket
-        import threading
-        self.upstream_port = upstream_port
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        super().__init__(upstream_port)
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.lock = threading.Lock()
-        self.connections = []
         self.listener = None
         self.up()
 
     def up(self):
-        import socket
-        import threading
         with self.lock:
             if self.listener:
                 return
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", self.port))
-            s.listen(128)
-            self.listener = s
-        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+            self.listener = listener(port=self.port)
+            self.serve(self.listener)
 
     def down(self):
-        import socket
         with self.lock:
             s, self.listener = self.listener, None
             connections, self.connections = self.connections, []
         if s:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        for c in connections:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
+            cut([s])
+        cut(connections)
 
-    def _accept(self, listener):
-        import socket
-        import threading
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                if self.listener is not listener:
-                    client.close()
-                    upstream.close()
-                    return
-                self.connections += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst):
-        import socket
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def accepting(self, listening):
+        return self.listener is listening
