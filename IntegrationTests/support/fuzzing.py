@@ -1,0 +1,29 @@
+"""One brief libFuzzer run, as `make test` runs the fuzz targets (daemon/test_fuzz.py: the wire
+decoder; kmip/test_kmip_fuzz.py: the TTLV decoder): from the committed seed corpus with a fixed
+seed, so a failure repeats; new inputs go to a temporary directory, never into the corpus."""
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+ARTIFACTS = ("crash-", "leak-", "timeout-", "oom-")
+
+
+def run_fuzzer(fuzzer, corpus, max_len, seconds, seed, prefix):
+    """Runs `fuzzer` for `seconds` from `corpus`; fails unless libFuzzer exits 0 and reports its
+    runs. Returns `log` (its output), `executions`, `seconds` (as it reports them) and
+    `new_inputs` (inputs it added, artifacts aside)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as found:
+        out = subprocess.run(
+            [str(fuzzer), f"-max_len={max_len}", "-timeout=10", "-print_final_stats=1", f"-max_total_time={seconds}",
+             f"-seed={seed}", f"-artifact_prefix={found}/", found, str(corpus)],
+            capture_output=True, text=True, timeout=seconds + 120, env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
+        log = out.stderr
+        crashes = [p.name for p in Path(found).iterdir() if p.name.startswith(ARTIFACTS)]
+        new_inputs = sum(1 for p in Path(found).iterdir() if p.is_file()) - len(crashes)
+    assert out.returncode == 0, f"libFuzzer exited {out.returncode} (artifacts {crashes}):\n{log[-6000:]}"
+    runs = re.search(r"Done (\d+) runs in (\d+) second", log)
+    assert runs, log[-3000:]
+    return SimpleNamespace(log=log, executions=int(runs.group(1)), seconds=int(runs.group(2)), new_inputs=new_inputs)
