@@ -8,7 +8,6 @@
 - The status variables that say which broker, instance, provider, key and region serve the server.
 """
 import os
-import time
 
 import pytest
 
@@ -16,7 +15,7 @@ import kbproto
 from awsmoto import (AWSAccount, Moto, aws_instance, clean_env, disabled_key_proxy, mfa_sts_shim, moto_fixture, seed,
                      unauthenticated)
 from broker import Broker
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb, wait_until
+from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, require_mariadb_and_plugin, wait_until
 
 SERVER_OPTIONS = {**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "2000"}
 SERIAL = "arn:aws:iam::123456789012:mfa/dba"
@@ -26,8 +25,7 @@ WAITING = "waiting for `keybrokerctl unlock` on the broker"
 
 @pytest.fixture(scope="module")
 def plugin_built():
-    require_mariadb()
-    build_plugin()
+    require_mariadb_and_plugin()
 
 
 moto = moto_fixture(41)
@@ -90,11 +88,7 @@ def test_a_server_started_before_the_unlock_waits_and_starts_after_it(two_factor
 def test_a_server_never_unlocked_fails_after_startup_timeout(two_factor):
     b, s = two_factor
     b.restart()
-    started = time.time()
-    s.start("--keybroker-key-management-startup-timeout=3", wait=False)
-    code = s.wait_exit(120)
-    elapsed = time.time() - started
-    log = s.new_log()
+    code, elapsed, log = s.start_to_exit("--keybroker-key-management-startup-timeout=3", timeout=120)
     assert code != 0
     assert elapsed >= 3, elapsed
     assert log.count(WAITING) == 1, log

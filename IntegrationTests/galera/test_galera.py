@@ -12,34 +12,17 @@ import time
 
 import pytest
 
-from broker import Broker
 from galera_cluster import GaleraCluster
-from mariadb_server import build_plugin, files_containing, require_mariadb, wait_until
+from mariadb_server import files_containing, wait_until
 
 ROWS = 2000
 MARKER = "galera-plaintext-marker"
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("broker"))
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster(broker, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
-    started = time.monotonic()
-    c = GaleraCluster(tmp_path_factory.mktemp("galera"), [broker.socket] * 3)
-    node1, node2, _ = c.nodes
-    node1.install()
-    c.bootstrap(node1)
-    node2.install()
-    c.start_joiner(node2)
-    c.started_in = time.monotonic() - started
+    """`broker`: the conftest's, one for every node."""
+    c = GaleraCluster.of_two(tmp_path_factory.mktemp("galera"), [broker.socket] * 3)
     yield c
     c.stop()
 

@@ -16,7 +16,7 @@ import pytest
 import kbproto
 from broker import write_master_key
 from galera_cluster import GaleraCluster
-from mariadb_server import build_plugin, files_containing, require_mariadb, wait_until
+from mariadb_server import files_containing, wait_until
 from s3store import s3_moto_fixture, store_broker
 
 ROWS = 2000
@@ -40,16 +40,7 @@ def brokers(workdir, moto):
 
 @pytest.fixture(scope="module")
 def cluster(brokers, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
-    started = time.monotonic()
-    c = GaleraCluster(tmp_path_factory.mktemp("galera-s3"), [b.socket for b in brokers])
-    node1, node2, _ = c.nodes
-    node1.install()
-    c.bootstrap(node1)
-    node2.install()
-    c.start_joiner(node2)
-    c.started_in = time.monotonic() - started
+    c = GaleraCluster.of_two(tmp_path_factory.mktemp("galera-s3"), [b.socket for b in brokers])
     c.timings = {}
     yield c
     c.stop()

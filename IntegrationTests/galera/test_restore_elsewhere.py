@@ -17,7 +17,7 @@ import pytest
 
 import kbproto
 from broker import me, write_master_key
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, files_containing, require_mariadb
+from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, files_containing, installed_server
 from s3store import s3_moto_fixture, store_broker
 
 ROWS = 3000
@@ -48,13 +48,9 @@ def key_set(broker):
 def backup(workdir, moto, master_key, tmp_path_factory):
     """Host A: a broker on the bucket, a server with tables on two new key ids, one rotated; a full
     backup. Host A is gone afterwards (broker stopped, state dir removed)."""
-    require_mariadb()
-    build_plugin()
     a = store_broker(workdir, "host-a", moto, master_key, prefix="restore")
     a.start(env=moto.account.env())
-    server = MariaDB(tmp_path_factory.mktemp("host-a"), a.socket, options=ENCRYPTION_OPTIONS)
-    server.install()
-    server.start()
+    server = installed_server(tmp_path_factory.mktemp("host-a"), a.socket, options=ENCRYPTION_OPTIONS)
     values = ", ".join(f"({i}, '{MARKER} {i}')" for i in range(1, ROWS + 1))
     server.script("CREATE DATABASE kb; "
                   "CREATE TABLE kb.t31 (id INT PRIMARY KEY, v VARCHAR(80)) ENCRYPTION_KEY_ID=31; "
@@ -127,9 +123,8 @@ def test_the_backup_against_a_broker_on_another_store_is_refused(workdir, moto, 
             right.stop()
         server.options["keybroker-key-management-socket"] = wrong.socket
         server.write_cnf()
-        server.start(wait=False)
-        assert server.wait_exit(60) != 0
-        log = server.new_log()
+        code, _, log = server.start_to_exit()
+        assert code != 0
         assert (f'the broker serves key set {other} for instance "default", but this datadir was encrypted with '
                 f'key set {backup["key_set"]}') in log
         assert not list(wrong.instance_dir().glob("local-key.3*")), "no key 31 or 32 created in the wrong key set"

@@ -6,7 +6,7 @@ import pytest
 import kmipserver
 from broker import Broker
 from kmipserver import kmip_instance, unwrap_blob
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, files_containing, require_mariadb
+from mariadb_server import ENCRYPTION_OPTIONS, files_containing, installed_server
 
 # PyKMIP 0.11 (the server's own client, used to set up master keys) warns about APIs of Python
 # and SQLAlchemy it still uses; they are not ours to fix.
@@ -35,12 +35,8 @@ def kmip_broker(workdir, kmip, master_key):
 
 @pytest.fixture(scope="module")
 def server(kmip_broker, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
-    s = MariaDB(tmp_path_factory.mktemp("mariadb-kmip"), kmip_broker.socket,
-                options={**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "5000"})
-    s.install()
-    s.start()
+    s = installed_server(tmp_path_factory.mktemp("mariadb-kmip"), kmip_broker.socket,
+                         options={**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "5000"})
     yield s
     s.stop()
 

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from broker import me
-from mariadb_server import MariaDB, build_plugin, files_containing, require_mariadb
+from mariadb_server import MariaDB, files_containing, installed_server
 
 MARKER = "kb-backup-5e21d0"
 
@@ -14,12 +14,8 @@ MARKER = "kb-backup-5e21d0"
 @pytest.fixture(scope="module")
 def server(broker, tmp_path_factory):
     """A server installed and started without the plugin; it only knows where the broker is."""
-    require_mariadb()
-    build_plugin()
     assert shutil.which("mariadb-backup"), "mariadb-backup not found: run `make deps`"
-    s = MariaDB(tmp_path_factory.mktemp("mariadb"), broker.socket, plugin=False)
-    s.install()
-    s.start()
+    s = installed_server(tmp_path_factory.mktemp("mariadb"), broker.socket, plugin=False)
     yield s
     s.stop()
 

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from mariadb_server import (ENCRYPTION_OPTIONS, MariaDB, build_plugin, files_containing,
-                            require_mariadb, wait_until)
+from mariadb_server import ENCRYPTION_OPTIONS, files_containing, installed_server, wait_until
 
 MARKER = "kb-secret-7f3c9a"
 KEY_IDS = (1, 3, 5, 7)  # ENCRYPTION_KEY_ID of the tables t1, t3, t5, t7
@@ -19,14 +18,10 @@ KEY_IDS = (1, 3, 5, 7)  # ENCRYPTION_KEY_ID of the tables t1, t3, t5, t7
 
 @pytest.fixture(scope="module")
 def server(broker, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
-    s = MariaDB(tmp_path_factory.mktemp("mariadb"), broker.socket,
-                options={**ENCRYPTION_OPTIONS,
-                         "keybroker-key-management-request-timeout": "2000",
-                         "keybroker-key-management-version-ttl": "300"})
-    s.install()
-    s.start()
+    s = installed_server(tmp_path_factory.mktemp("mariadb"), broker.socket,
+                         options={**ENCRYPTION_OPTIONS,
+                                  "keybroker-key-management-request-timeout": "2000",
+                                  "keybroker-key-management-version-ttl": "300"})
     yield s
     s.stop()
 

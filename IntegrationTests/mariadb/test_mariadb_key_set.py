@@ -14,7 +14,7 @@ import pytest
 
 import kbproto
 from broker import Broker, me
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb, wait_until
+from mariadb_server import ENCRYPTION_OPTIONS, installed_server, wait_until
 
 RECORD = "keybroker_key_set"
 ROWS = 500
@@ -33,12 +33,9 @@ def broker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(broker, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
-    s = MariaDB(tmp_path_factory.mktemp("mariadb"), broker.socket, instance="old",
-                options={**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "2000",
-                         "keybroker-key-management-version-ttl": "500"})
-    s.installed = s.install()
+    s = installed_server(tmp_path_factory.mktemp("mariadb"), broker.socket, start=False, instance="old",
+                         options={**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "2000",
+                                  "keybroker-key-management-version-ttl": "500"})
     yield s
     s.stop()
 
@@ -64,9 +61,9 @@ def every_row_is_read(server):
 
 
 def refused_start(server, *args):
-    server.start(*args, wait=False)
-    assert server.wait_exit(60) != 0, "mariadbd started"
-    return server.new_log()
+    code, _, log = server.start_to_exit(*args)
+    assert code != 0, "mariadbd started"
+    return log
 
 
 def test_the_first_start_records_the_brokers_key_set(broker, server):

@@ -19,7 +19,7 @@ import pytest
 
 import kbproto
 from broker import Broker
-from mariadb_server import MariaDB, build_plugin, require_mariadb, wait_until
+from mariadb_server import MariaDB, require_mariadb_and_plugin, wait_until
 from misbehaving_broker import MisbehavingBroker, latest_answer
 
 TABLES = 5000
@@ -53,8 +53,7 @@ def table_sql(statement, first=1, last=TABLES):
 
 
 def test_5000_tables_on_their_own_keys_survive_a_broker_outage(fast_dir):
-    require_mariadb()
-    build_plugin()
+    require_mariadb_and_plugin()
     broker = Broker(fast_dir / "broker")
     broker.instances["default"]["auto_create"] = True
     broker.write_config()
@@ -108,8 +107,7 @@ def test_5000_tables_on_their_own_keys_survive_a_broker_outage(fast_dir):
 
 
 def test_a_broker_answering_version_ffffffff_does_not_take_mariadbd_down(fast_dir):
-    require_mariadb()
-    build_plugin()
+    require_mariadb_and_plugin()
     fake = MisbehavingBroker(fast_dir / "lying.sock").start()
     server = MariaDB(fast_dir / "lying", str(fast_dir / "lying.sock"),
                      options={"innodb-encrypt-tables": "ON", "innodb-encrypt-log": "ON",

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from broker import ROOT, Broker
-from mariadb_server import PLUGIN_DIR, build_plugin, require_mariadb
+from mariadb_server import PLUGIN_DIR, require_mariadb_and_plugin
 
 SUITE = ROOT / "Sources" / "keybroker_key_management" / "mtr"
 MTR_DIRS = [Path("/usr/share/mysql/mysql-test"), Path("/usr/share/mariadb/mariadb-test")]
@@ -23,8 +23,7 @@ def find_mtr():
 
 
 def test_mtr_suite(tmp_path):
-    require_mariadb()
-    build_plugin()
+    require_mariadb_and_plugin()
     mtr = find_mtr()
     broker = Broker(tmp_path / "broker")
     broker.instances["default"]["auto_create"] = True

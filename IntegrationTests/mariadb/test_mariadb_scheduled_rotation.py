@@ -7,20 +7,16 @@ import time
 import pytest
 
 from broker import Broker
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb, wait_until
+from mariadb_server import ENCRYPTION_OPTIONS, installed_server, wait_until
 
 
 @pytest.fixture(scope="module")
 def rotating(workdir, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
     b = Broker(workdir / "sched")
     b.start()
-    s = MariaDB(tmp_path_factory.mktemp("mariadb-sched"), b.socket,
-                options={**ENCRYPTION_OPTIONS, "keybroker-key-management-version-ttl": "500",
-                         "innodb-encryption-rotate-key-age": "1"})
-    s.install()
-    s.start()
+    s = installed_server(tmp_path_factory.mktemp("mariadb-sched"), b.socket,
+                         options={**ENCRYPTION_OPTIONS, "keybroker-key-management-version-ttl": "500",
+                                  "innodb-encryption-rotate-key-age": "1"})
     yield b, s
     s.stop()
     b.stop()

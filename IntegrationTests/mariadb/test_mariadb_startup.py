@@ -13,7 +13,7 @@ import pytest
 
 import kbproto
 from broker import Broker, me
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, build_plugin, require_mariadb, wait_until
+from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, require_mariadb_and_plugin, wait_until
 
 SERVER_OPTIONS = {**ENCRYPTION_OPTIONS, "keybroker-key-management-request-timeout": "2000"}
 
@@ -40,8 +40,7 @@ def make_server(tmp_path_factory, broker, instance, name):
 
 @pytest.fixture(scope="module")
 def servers(broker, tmp_path_factory):
-    require_mariadb()
-    build_plugin()
+    require_mariadb_and_plugin()
     a = make_server(tmp_path_factory, broker, "a", "mariadb-a")
     b = make_server(tmp_path_factory, broker, "b", "mariadb-b")
     yield a, b
@@ -72,9 +71,8 @@ def test_two_instances_get_different_keys(servers, broker):
     # In the server: A's datadir is refused instance b's key set before InnoDB reads a page with
     # them (test_mariadb_key_set.py has the rest of the guard).
     assert a.stop() == 0
-    a.start("--keybroker-key-management-instance=b", wait=False)
-    assert a.wait_exit(60) != 0
-    log = a.new_log()
+    code, _, log = a.start_to_exit("--keybroker-key-management-instance=b")
+    assert code != 0
     assert 'the broker serves key set ' in log and 'for instance "b", but this datadir was encrypted with key set' in log
     a.start()
     assert a.value("SELECT v FROM kb.t WHERE id = 2") == "two"
@@ -133,11 +131,7 @@ def test_server_fails_when_the_broker_never_comes(servers, broker):
     assert a.stop() == 0
     assert broker.stop() == 0
     try:
-        t0 = time.time()
-        a.start("--keybroker-key-management-startup-timeout=3", wait=False)
-        code = a.wait_exit(60)
-        elapsed = time.time() - t0
-        log = a.new_log()
+        code, elapsed, log = a.start_to_exit("--keybroker-key-management-startup-timeout=3")
         assert code != 0
         assert 3 <= elapsed < 15, elapsed
         assert f"keybroker_key_management: cannot reach key broker at {broker.socket}: " in log

@@ -5,6 +5,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +41,18 @@ def write_master_key(path):
     return path
 
 
+def local_setup(workdir, prefix):
+    """The pieces of a broker's configuration, for tests that write their own: a new directory
+    under `workdir` (its name short: a socket path has at most 107 bytes) holding a master key,
+    the top-level settings and a local instance on that key. Returns (dir, top, instance)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=workdir))
+    os.chmod(d, 0o755)
+    key = write_master_key(d / "master.key")
+    top = {"socket": str(d / "kb.sock"), "state_dir": str(d / "state"), "admins": [me()]}
+    instance = {"provider": "local", "clients": [me()], "master_key_file": str(key)}
+    return d, top, instance
+
+
 def wait_for_socket(path, proc, timeout):
     """True once something accepts connections on the Unix socket `path`; False if `proc` exits
     first or `timeout` seconds pass."""
@@ -53,6 +66,19 @@ def wait_for_socket(path, proc, timeout):
         except OSError:
             time.sleep(0.01)
     return False
+
+
+def terminate(proc, sig=signal.SIGTERM, timeout=20):
+    """Sends `sig` to `proc` if it still runs and waits up to `timeout` s for it, then kills it;
+    returns its exit code (None for no process)."""
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode if proc else None
 
 
 def me():
@@ -106,14 +132,7 @@ class Broker:
             raise RuntimeError(f"keybrokerd did not listen on {self.socket}:\n{self.log_text()}")
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode if self.proc else None
+        code = terminate(self.proc, sig, timeout)
         if self.proc:
             self.log.close()
         self.proc = None

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-from mariadb_server import ENCRYPTION_OPTIONS, MariaDB
+from mariadb_server import ENCRYPTION_OPTIONS, MariaDB, require_mariadb_and_plugin
 
 GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 CLUSTER_NAME = "keybroker-test"
@@ -113,6 +113,21 @@ class GaleraCluster:
         address = "gcomm://" + ",".join(f"127.0.0.1:{n.group_port}" for n in self.nodes)
         for n in self.nodes:
             n.join(address)
+
+    @classmethod
+    def of_two(cls, workdir, brokers):
+        """The galera modules' cluster, started once each: node1 bootstraps, node2 joins by SST;
+        the third node (if any) is left for the tests. `started_in`: the seconds that took."""
+        require_mariadb_and_plugin()
+        started = time.monotonic()
+        cluster = cls(workdir, brokers)
+        node1, node2 = cluster.nodes[:2]
+        node1.install()
+        cluster.bootstrap(node1)
+        node2.install()
+        cluster.start_joiner(node2)
+        cluster.started_in = time.monotonic() - started
+        return cluster
 
     def bootstrap(self, node):
         """The first node: a new cluster from its datadir."""

@@ -5,12 +5,11 @@ SQL client is the real `mariadb` binary talking over the server's socket.
 """
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from broker import ROOT, me
+from broker import ROOT, me, terminate
 
 PLUGIN_DIR = ROOT / "build" / "plugin"
 PLUGIN_SO = PLUGIN_DIR / "keybroker_key_management.so"
@@ -38,6 +37,24 @@ def require_mariadb():
     for tool in ("mariadbd", "mariadb", "mariadb-install-db", "mariadb-admin"):
         assert shutil.which(tool) or Path("/usr/sbin", tool).exists(), \
             f"{tool} not found: run `make deps` (mariadb-server, mariadb-client)"
+
+
+def require_mariadb_and_plugin():
+    """What a test needs before its first mariadbd: the packages, and the plugin of this tree."""
+    require_mariadb()
+    build_plugin()
+
+
+def installed_server(workdir, broker_socket=None, start=True, **settings):
+    """A MariaDB (`settings` as MariaDB takes them) on a fresh datadir, with the plugin built:
+    installed (mariadb-install-db's result kept as `installed`), and started unless `start` is
+    False."""
+    require_mariadb_and_plugin()
+    server = MariaDB(workdir, broker_socket, **settings)
+    server.installed = server.install()
+    if start:
+        server.start()
+    return server
 
 
 def mariadbd_path():
@@ -125,15 +142,16 @@ class MariaDB:
     def wait_exit(self, timeout=60):
         return self.proc.wait(timeout)
 
+    def start_to_exit(self, *args, timeout=60):
+        """Starts with `args` and waits up to `timeout` s for mariadbd to exit by itself (a start
+        that must fail): (exit code, seconds from start to exit, the error log of this start)."""
+        started = time.time()
+        self.start(*args, wait=False)
+        code = self.wait_exit(timeout)
+        return code, time.time() - started, self.new_log()
+
     def stop(self, timeout=60):
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode if self.proc else None
+        code = terminate(self.proc, timeout=timeout)
         self.proc = None
         return code
 
