@@ -4,22 +4,16 @@
 committed seed corpus with a fixed seed, so a failure repeats. New inputs go to a temporary
 directory, never into fuzz/corpus.
 """
-import os
 import re
-import subprocess
 
-from broker import ROOT  # noqa: E402
-from fuzzing import run_fuzzer
-FUZZER = ROOT / ".build-fuzz" / "keybroker-decoder-fuzzer"
-CORPUS = ROOT / "fuzz" / "corpus"
-SECONDS = int(os.environ.get("KEYBROKER_FUZZ_SECONDS", "25"))
-SEED = int(os.environ.get("KEYBROKER_FUZZ_SEED", "20261129"))
+from fuzzing import build_and_list_seeds, fuzz_target, run_fuzzer
+
+FUZZER, CORPUS, SECONDS, SEED = fuzz_target("keybroker-decoder-fuzzer", "corpus", seconds=25, seed=20261129)
 
 
 def test_decoder_fuzzer_finds_nothing_from_the_seed_corpus():
     # Up to date is a no-op; a fresh clone builds NIOCore with the sanitizers once (about 90 s).
-    subprocess.run(["make", "-s", "-C", str(ROOT), "fuzz-build"], check=True, timeout=1800)
-    seeds = sorted(p.name for p in CORPUS.iterdir())
+    seeds = build_and_list_seeds("fuzz-build", CORPUS)
     assert any(s.startswith("req-") for s in seeds) and any(s.startswith("bad-") for s in seeds), seeds
     run = run_fuzzer(FUZZER, CORPUS, max_len=65545, seconds=SECONDS, seed=SEED, prefix="keybroker-fuzz-")
     coverage = re.findall(r"cov: (\d+) ft: (\d+)", run.log)

@@ -8,7 +8,23 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+from broker import ROOT
+
 ARTIFACTS = ("crash-", "leak-", "timeout-", "oom-")
+
+
+def fuzz_target(binary, corpus, seconds, seed):
+    """A fuzz test's (fuzzer, corpus, seconds, seed): the binary in .build-fuzz (mk/fuzz.mk), the
+    seed corpus under fuzz/, and the run's length and seed unless KEYBROKER_FUZZ_SECONDS or
+    KEYBROKER_FUZZ_SEED say otherwise."""
+    return (ROOT / ".build-fuzz" / binary, ROOT / "fuzz" / corpus,
+            int(os.environ.get("KEYBROKER_FUZZ_SECONDS", str(seconds))), int(os.environ.get("KEYBROKER_FUZZ_SEED", str(seed))))
+
+
+def build_and_list_seeds(make_target, corpus):
+    """`make make_target` (up to date is a no-op) and the sorted names of the seeds in `corpus`."""
+    subprocess.run(["make", "-s", "-C", str(ROOT), make_target], check=True, timeout=1800)
+    return sorted(p.name for p in Path(corpus).iterdir())
 
 
 def run_fuzzer(fuzzer, corpus, max_len, seconds, seed, prefix):
