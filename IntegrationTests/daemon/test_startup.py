@@ -3,14 +3,12 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 import kbproto as kb
-from broker import KEYBROKERD, Broker, me, render_config, write_master_key
+from broker import KEYBROKERD, Broker, local_setup, render_config
 
 
 def run_daemon(config_path, env=None, timeout=20):
@@ -19,13 +17,8 @@ def run_daemon(config_path, env=None, timeout=20):
 
 
 @pytest.fixture()
-def setup(workdir, request):
-    d = Path(tempfile.mkdtemp(prefix="t", dir=workdir))  # short: a socket path has at most 107 bytes
-    os.chmod(d, 0o755)
-    key = write_master_key(d / "master.key")
-    top = {"socket": str(d / "kb.sock"), "state_dir": str(d / "state"), "admins": [me()]}
-    instance = {"provider": "local", "clients": [me()], "master_key_file": str(key)}
-    return d, top, instance
+def setup(workdir):
+    return local_setup(workdir, "t")
 
 
 def write(d, text):

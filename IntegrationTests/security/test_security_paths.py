@@ -11,14 +11,13 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 import kbproto as kb
-from broker import KEYBROKERCTL, KEYBROKERD, Broker, me, render_config, wait_for_socket, write_master_key
+from broker import KEYBROKERCTL, KEYBROKERD, Broker, local_setup, me, render_config, wait_for_socket
 from localusers import LocalUsers
 
 
@@ -33,12 +32,7 @@ def users():
 
 @pytest.fixture()
 def setup(workdir):
-    d = Path(tempfile.mkdtemp(prefix="p", dir=workdir))  # short: a socket path has at most 107 bytes
-    os.chmod(d, 0o755)
-    key = write_master_key(d / "master.key")
-    top = {"socket": str(d / "kb.sock"), "state_dir": str(d / "state"), "admins": [me()]}
-    instance = {"provider": "local", "clients": [me()], "master_key_file": str(key)}
-    return d, top, instance
+    return local_setup(workdir, "p")
 
 
 def write_config(d, top, instance):
