@@ -5,20 +5,10 @@ import re
 import kbproto
 from awsmoto import aws_instance, clean_env, mfa_sts_shim, moto_fixture
 from broker import Broker, me
+from keyset import IDS, keys_of, make_key_set
 
 
 moto = moto_fixture(31)
-
-
-def keys_of(b, ids, instance="default"):
-    with kbproto.Client(b.socket) as c:
-        assert c.hello(instance).status == kbproto.OK
-        out = {}
-        for key_id, version in ids:
-            r = c.get(key_id, version)
-            assert r.status == kbproto.OK, r
-            out[(key_id, version)] = r.key_bytes()
-        return out
 
 
 def test_rewrap_moves_every_key_to_the_second_master_key(workdir, moto):
@@ -26,20 +16,15 @@ def test_rewrap_moves_every_key_to_the_second_master_key(workdir, moto):
     b = Broker(workdir / "rewrap", instances={"default": aws_instance(moto)})
     b.start(env=moto.account.env())
     try:
-        with kbproto.Client(b.socket) as c:
-            c.hello()
-            for key_id in (1, 2, 3):
-                assert c.latest(key_id).status == kbproto.OK
-            assert c.rotate(2).status == kbproto.OK
-        ids = [(1, 1), (2, 1), (2, 2), (3, 1)]
-        before = keys_of(b, ids)
+        make_key_set(b)
+        before = keys_of(b)
         kms = a.kms()
         first_arn = kms.describe_key(KeyId="alias/keybroker")["KeyMetadata"]["Arn"]
         r = b.ctl("rewrap", "--to", a.second_key)
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"rewrapped 4 key versions of instance \"default\" under {a.second_key}" in r.stdout
         second_arn = kms.describe_key(KeyId=a.second_key)["KeyMetadata"]["Arn"]
-        for key_id, version in ids:
+        for key_id, version in IDS:
             blob = (b.instance_dir() / f"aws-kms-key.{key_id}.{version}").read_bytes()
             out = kms.decrypt(CiphertextBlob=blob)
             assert out["KeyId"] == second_arn != first_arn
@@ -47,7 +32,7 @@ def test_rewrap_moves_every_key_to_the_second_master_key(workdir, moto):
         assert not [p for p in os.listdir(b.instance_dir()) if not re.fullmatch(r"aws-kms-key\.\d+\.\d+|key-set", p)]
         # After a restart (nothing cached) the rewrapped files give the same keys.
         b.restart()
-        assert keys_of(b, ids) == before
+        assert keys_of(b) == before
     finally:
         b.stop()
 

@@ -2,18 +2,15 @@
 (PyKMIP) → aws, rewrap within kmip, and export/import of kmip key files."""
 import pytest
 
-import kbproto
 import kmipserver
 from awsmoto import aws_instance, moto_fixture
 from broker import Broker
+from keyset import IDS, keys_of, make_key_set
 from kmipserver import kmip_instance, parse_blob, unwrap_blob
 
 # PyKMIP 0.11 (the server's own client, used to set up master keys) warns about APIs of Python
 # and SQLAlchemy it still uses; they are not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-IDS = [(1, 1), (2, 1), (2, 2), (3, 1)]
-
 
 moto = moto_fixture()
 
@@ -21,17 +18,6 @@ moto = moto_fixture()
 @pytest.fixture(scope="module")
 def kmip():
     return kmipserver.shared()
-
-
-def keys_of(b, instance):
-    with kbproto.Client(b.socket) as c:
-        assert c.hello(instance).status == kbproto.OK
-        out = {}
-        for key_id, version in IDS:
-            r = c.get(key_id, version)
-            assert r.status == kbproto.OK, (instance, key_id, version, r)
-            out[(key_id, version)] = r.key_bytes()
-        return out
 
 
 def test_aws_to_kmip_to_aws_keeps_every_version(workdir, moto, kmip):
@@ -45,11 +31,7 @@ def test_aws_to_kmip_to_aws_keeps_every_version(workdir, moto, kmip):
     })
     b.start(env=a.env())
     try:
-        with kbproto.Client(b.socket) as c:
-            assert c.hello("prod").status == kbproto.OK
-            for key_id in (1, 2, 3):
-                assert c.latest(key_id).status == kbproto.OK
-            assert c.rotate(2).status == kbproto.OK
+        make_key_set(b, "prod")
         before = keys_of(b, "prod")
 
         r = b.ctl("--instance", "prod", "rewrap", "--into", "onprem")
@@ -95,11 +77,7 @@ def test_kmip_key_files_export_and_import_into_another_instance(workdir, kmip, t
         "restore": kmip_instance(kmip, master_key_id=uid),
     }).start()
     try:
-        with kbproto.Client(b.socket) as c:
-            assert c.hello("onprem").status == kbproto.OK
-            for key_id in (1, 2, 3):
-                assert c.latest(key_id).status == kbproto.OK
-            assert c.rotate(2).status == kbproto.OK
+        make_key_set(b, "onprem")
         before = keys_of(b, "onprem")
         backup = tmp_path / "backup"
         r = b.ctl("--instance", "onprem", "export", "--to", str(backup))
