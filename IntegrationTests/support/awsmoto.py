@@ -90,36 +90,41 @@ class Moto:
                             config=Config(retries={"max_attempts": 1}))
 
 
+def create_user(iam, name, policy_name, policy):
+    """An IAM user with one inline policy and an access key: (access key id, secret)."""
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def create_master_key(kms):
+    """The master key the instances name as alias/keybroker: its key id."""
+    key_id = kms.create_key(Description="keybroker master")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/keybroker", TargetKeyId=key_id)
+    return key_id
+
+
 class AWSAccount:
     """What set-up created: a user with a least-privilege KMS policy and its key, master keys, a role."""
 
     def __init__(self, moto):
         self.moto = moto
-        moto.set_auth(False)
-        try:
+        with unauthenticated(moto):
             iam = moto.client("iam")
-            iam.create_user(UserName="keybroker")
-            iam.put_user_policy(UserName="keybroker", PolicyName="kms", PolicyDocument=json.dumps(KMS_POLICY))
-            key = iam.create_access_key(UserName="keybroker")["AccessKey"]
-            self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+            self.key_id, self.secret = create_user(iam, "keybroker", "kms", KMS_POLICY)
             # A second user that may assume the role (STS AssumeRole, GetSessionToken) but not use KMS.
-            iam.create_user(UserName="assumer")
-            iam.put_user_policy(UserName="assumer", PolicyName="sts", PolicyDocument=json.dumps({
+            self.assumer_key_id, self.assumer_secret = create_user(iam, "assumer", "sts", {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:GetSessionToken"], "Resource": "*"}]}))
-            key = iam.create_access_key(UserName="assumer")["AccessKey"]
-            self.assumer_key_id, self.assumer_secret = key["AccessKeyId"], key["SecretAccessKey"]
+                "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:GetSessionToken"], "Resource": "*"}]})
             trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"},
                                                              "Action": ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"]}]}
             role = iam.create_role(RoleName="keybroker-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
             self.role_arn = role["Arn"]
             iam.put_role_policy(RoleName="keybroker-role", PolicyName="kms", PolicyDocument=json.dumps(KMS_POLICY))
             kms = moto.client("kms")
-            self.master_key = kms.create_key(Description="keybroker master")["KeyMetadata"]["KeyId"]
-            kms.create_alias(AliasName="alias/keybroker", TargetKeyId=self.master_key)
+            self.master_key = create_master_key(kms)
             self.second_key = kms.create_key(Description="keybroker second master")["KeyMetadata"]["KeyId"]
-        finally:
-            moto.set_auth(True)
 
     def kms(self):
         return self.moto.client("kms", self.key_id, self.secret)

@@ -5,12 +5,12 @@ The IAM user the brokers run as may use KMS and exactly what docs/multi-host.md'
 the bucket: GetObject, PutObject, ListBucket — no DeleteObject, so a broker that tried to delete
 would fail the tests.
 """
-import json
 import os
 import sys
 from pathlib import Path
 
-from awsmoto import KMS_POLICY, REGION, Moto, clean_env, free_port, moto_fixture
+from awsmoto import (KMS_POLICY, REGION, Moto, clean_env, create_master_key, create_user, free_port, moto_fixture,
+                    unauthenticated)
 from broker import Broker, me
 from relay import TCPRelay, cut, listener
 
@@ -40,19 +40,10 @@ class StoreAccount:
     def __init__(self, moto, bucket=BUCKET):
         self.moto = moto
         self.bucket = bucket
-        moto.set_auth(False)
-        try:
-            iam = moto.client("iam")
-            iam.create_user(UserName="keybroker")
-            iam.put_user_policy(UserName="keybroker", PolicyName="store", PolicyDocument=json.dumps(store_policy(bucket)))
-            key = iam.create_access_key(UserName="keybroker")["AccessKey"]
-            self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
-            kms = moto.client("kms")
-            self.master_key = kms.create_key(Description="keybroker master")["KeyMetadata"]["KeyId"]
-            kms.create_alias(AliasName="alias/keybroker", TargetKeyId=self.master_key)
+        with unauthenticated(moto):
+            self.key_id, self.secret = create_user(moto.client("iam"), "keybroker", "store", store_policy(bucket))
+            self.master_key = create_master_key(moto.client("kms"))
             moto.client("s3").create_bucket(Bucket=bucket)
-        finally:
-            moto.set_auth(True)
 
     def s3(self):
         return self.moto.client("s3", self.key_id, self.secret)
