@@ -22,7 +22,7 @@ import threading
 import time
 
 import kbproto
-from relay import cut
+from relay import accept_each, cut
 
 NEVER, CLOSE, HALF = "never", "close", "half"
 
@@ -81,7 +81,7 @@ class MisbehavingBroker:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
         self.listener.listen(64)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        accept_each(self.listener, self._admit)
         return self
 
     def stop(self):
@@ -132,15 +132,10 @@ class MisbehavingBroker:
 
     # ---- serving -------------------------------------------------------------------------------
 
-    def _accept(self, listener):
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _admit(self, conn):
+        with self.lock:
+            self.connections.append(conn)
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _read(self, conn, n):
         buf = b""

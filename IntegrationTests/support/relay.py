@@ -31,6 +31,20 @@ def listener(host="127.0.0.1", port=0, backlog=128):
     return s
 
 
+def accept_each(listening, handle):
+    """A thread that accepts connections on `listening` until it is closed and hands each to
+    `handle(conn)`; a `handle` that returns False ends it."""
+    def loop():
+        while True:
+            try:
+                conn, _ = listening.accept()
+            except OSError:
+                return
+            if handle(conn) is False:
+                return
+    threading.Thread(target=loop, daemon=True).start()
+
+
 class TCPRelay:
     """Relays every connection accepted on a listener to 127.0.0.1:`upstream_port`, one thread a
     direction. `serve(listener)` starts the accept loop; it ends when the listener is closed or
@@ -42,7 +56,7 @@ class TCPRelay:
         self.connections = []
 
     def serve(self, listening):
-        threading.Thread(target=self._accept, args=(listening,), daemon=True).start()
+        accept_each(listening, lambda client: self._relay(listening, client))
 
     def accepting(self, listening):
         """Called with the lock held for each new connection: False closes it and ends the loop."""
@@ -51,26 +65,22 @@ class TCPRelay:
     def hold(self):
         """Called before each chunk is delivered; a subclass may wait here."""
 
-    def _accept(self, listening):
-        while True:
-            try:
-                client, _ = listening.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
+    def _relay(self, listening, client):
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return True
+        with self.lock:
+            if not self.accepting(listening):
                 client.close()
-                continue
-            with self.lock:
-                if not self.accepting(listening):
-                    client.close()
-                    upstream.close()
-                    return
-                self.connections += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                upstream.close()
+                return False
+            self.connections += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+        return True
 
     def _pipe(self, src, dst):
         try:
