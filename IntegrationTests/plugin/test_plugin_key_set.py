@@ -10,23 +10,17 @@ import time
 import pytest
 
 import kbproto
-from misbehaving_broker import MisbehavingBroker, info_answer
-from plugin_driver import Driver, build_test_tools
+from misbehaving_broker import info_answer
+from plugin_driver import Driver
 
 INVALID = 0xFFFFFFFF
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tools():
-    build_test_tools()
-
-
 @pytest.fixture
-def broker(tmp_path):
-    b = MisbehavingBroker(tmp_path / "mb.sock").start()
-    b.key_set = "misbehaving-key-set"
-    yield b
-    b.stop()
+def broker(broker):
+    """The conftest's misbehaving broker (the conftest also builds the test tools), naming a key set."""
+    broker.key_set = "misbehaving-key-set"
+    return broker
 
 
 def ops(broker):
