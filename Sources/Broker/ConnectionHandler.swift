@@ -205,28 +205,41 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func flushOutbound(context: ChannelHandlerContext, then: (() -> Void)? = nil) {
-        guard let buffer = outbound else {
+        guard let buffer = outbound.take() else {
             then?()
             return
         }
-        outbound = nil
-        write(buffer, context: context, then: then)
+        write(consume buffer, context: context, then: then)
     }
 
-    /// Writes `buffer`, counted against the output budget until the socket has taken it, then
-    /// zeroes it (answers carry key bytes) and runs `then`.
-    func write(_ buffer: ByteBuffer, context: ChannelHandlerContext, then: (() -> Void)? = nil) {
-        let size = buffer.readableBytes
+    /// Writes `buffer`, then zeroes it (answers carry key bytes) and runs `then`. Nearly always the
+    /// socket takes the whole answer at once: NIO then holds no reference to it when writeAndFlush
+    /// returns, it is zeroed at once, and no promise is made (a promise per write was 6 % of the
+    /// daemon's time with one request in flight per client, 11 % pipelined). Otherwise NIO keeps
+    /// it queued: it counts against the output budget until an empty write queued behind it
+    /// completes (a channel completes its writes in order), and is zeroed then.
+    func write(_ buffer: consuming ByteBuffer, context: ChannelHandlerContext, then: (() -> Void)? = nil) {
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        let sent = buffer.modifyIfUniquelyOwned { taken in
+            taken.withUnsafeMutableReadableBytes { CKB_cleanse($0.baseAddress, $0.count) }
+            return true
+        } ?? false
+        if sent {
+            then?()
+            return
+        }
+        let queued = copy buffer
+        let size = queued.readableBytes
         unsentBytes += size
         let promise = context.eventLoop.makePromise(of: Void.self)
         promise.futureResult.assumeIsolated().whenComplete { _ in
-            buffer.withUnsafeReadableBytes { bytes in
+            queued.withUnsafeReadableBytes { bytes in
                 CKB_cleanse(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
             }
             self.written(size, context: context)
             then?()
         }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
     }
 
     /// Closes once what is queued has been written (bounded by frame_timeout_ms in enforceTimeouts).
