@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "AWSKMSTests", dependencies: ["AWSKMS", "AWSCore", "KeyStore", "BrokerProtocol"]),
         .testTarget(name: "S3StoreTests", dependencies: ["S3Store"]),
         .testTarget(name: "KMIPProtocolTests", dependencies: ["KMIPProtocol"]),
-        .testTarget(name: "KMIPKMSTests", dependencies: ["KMIPKMS", "KMIPProtocol", "ProviderSettings", "BrokerProtocol", "SecureMemory"]),
+        .testTarget(name: "KMIPKMSTests", dependencies: ["KMIPKMS", "KMIPProtocol", "ProviderSettings", "BrokerProtocol", "SecureMemory", "SystemSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

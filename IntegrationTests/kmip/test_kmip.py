@@ -365,3 +365,34 @@ def test_kmip_1_2_wraps_with_aes_cbc_and_a_check_value(workdir, kmip):
         assert "fails its check value" in r.message
     finally:
         b.stop()
+
+
+def test_warm_up_sends_its_decrypts_in_full_batches(workdir, kmip):
+    """The defaults (prefetch_concurrency 32, kmip_batch_size 16): a warm-up of 320 stored keys
+    takes about 320 / 16 messages. Counted in the log of a server of its own (PyKMIP logs one
+    "Received request" line per message and one "Processing operation" line per batch item), so
+    no other test's requests are counted."""
+    server = kmipserver.KMIPServer(workdir / "batch-server", kmip.pki).start()
+    try:
+        uid = server.create_master_key()
+        keys = 320
+        b = Broker(workdir / "batch", instances={"default": kmip_instance(server, master_key_id=uid, request_timeout_ms=30000)})
+        b.start()
+        try:
+            with client(b) as c:
+                for key_id in range(1, keys + 1):
+                    assert c.latest(key_id).status == kbproto.OK
+            b.stop()
+            mark = len(server.log_path.read_text())
+            b.start()
+            assert b.wait_for_log(f"loaded {keys} of {keys} stored key versions", timeout=120), b.log_text()[-2000:]
+            log = server.log_path.read_text()[mark:]
+        finally:
+            b.stop()
+        assert log.count("Processing operation: Decrypt") == keys
+        # Discover Versions and Get Attributes at start; the first Decrypt goes before the others
+        # are queued, and the last message may be part-filled.
+        messages = log.count("Received request at time")
+        assert messages <= 2 + keys // 16 + 3, f"{messages} messages for {keys} Decrypts"
+    finally:
+        server.stop()

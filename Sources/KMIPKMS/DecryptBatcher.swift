@@ -1,10 +1,23 @@
 import KMIPProtocol
 import Synchronization
 
+/// Where the batcher's messages go: the KMIP client, or a test's stand-in.
+protocol BatchItemSending: Sendable {
+    func call(_ items: [RequestMessage.Item]) async throws(KMIPError) -> [ResponseMessage.Item]
+}
+
+extension KMIPClient: BatchItemSending {}
+
 /// Sends Decrypt requests that wait at the same time (a warm-up of many stored keys) together, as
 /// the batch items of one KMIP message, up to `batchSize` a message and `senders` messages in
 /// flight. A single request goes alone, at once. A server that refuses batches is spoken to one
 /// item at a time from then on.
+///
+/// While a message is in flight, a batch goes only when it is full: the answers of the message in
+/// flight come back as new requests a moment later, and a part-filled batch sent at once would
+/// split them between two messages (a warm-up of 1,000 keys at PyKMIP sent 93 messages of 10.8
+/// items on average instead of 63 of 16). What is left waits at most until that message returns,
+/// and then goes however many there are, so the server is never left without work that waits.
 final class DecryptBatcher: Sendable {
     typealias Answer = Result<ResponseMessage.Item, KMIPError>
 
@@ -16,16 +29,20 @@ final class DecryptBatcher: Sendable {
     private struct State {
         var queue: [Waiting] = []
         var head = 0
+        /// Drain loops running, whether in flight or choosing their next batch.
         var sending = 0
+        var inFlight = 0
         var batchesRefused = false
+
+        var waiting: Int { queue.count - head }
     }
 
-    private let client: KMIPClient
+    private let client: any BatchItemSending
     let batchSize: Int
     let senders: Int
     private let state = Mutex(State())
 
-    init(client: KMIPClient, batchSize: Int, concurrency: Int) {
+    init(client: any BatchItemSending, batchSize: Int, concurrency: Int) {
         self.client = client
         self.batchSize = max(1, batchSize)
         senders = max(1, (max(1, concurrency) + self.batchSize - 1) / self.batchSize)
@@ -35,7 +52,10 @@ final class DecryptBatcher: Sendable {
         let answer = await withCheckedContinuation { (continuation: CheckedContinuation<Answer, Never>) in
             let startSender = state.withLock { state -> Bool in
                 state.queue.append(Waiting(item: item, continuation: continuation))
-                guard state.sending < (batchSize == 1 || state.batchesRefused ? Int.max : senders) else { return false }
+                let unbatched = batchSize == 1 || state.batchesRefused
+                guard state.sending < (unbatched ? Int.max : senders) else { return false }
+                // Part of a batch, with a sender already running: that sender takes it.
+                guard state.sending == 0 || state.waiting >= (unbatched ? 1 : batchSize) else { return false }
                 state.sending += 1
                 return true
             }
@@ -44,9 +64,16 @@ final class DecryptBatcher: Sendable {
         return try answer.get()
     }
 
-    private func next() -> [Waiting] {
+    /// The next batch, or none: then this sender stops (the queue is empty, or holds less than a
+    /// batch while another message is in flight, whose sender takes it on its return).
+    private func next(returning: Bool) -> [Waiting] {
         state.withLock { state in
+            if returning { state.inFlight -= 1 }
             let limit = state.batchesRefused ? 1 : batchSize
+            guard state.waiting > 0, state.waiting >= limit || state.inFlight == 0 else {
+                state.sending -= 1
+                return []
+            }
             let end = min(state.queue.count, state.head + limit)
             let taken = Array(state.queue[state.head..<end])
             state.head = end
@@ -54,16 +81,18 @@ final class DecryptBatcher: Sendable {
                 state.queue.removeAll(keepingCapacity: true)
                 state.head = 0
             }
-            if taken.isEmpty { state.sending -= 1 }
+            state.inFlight += 1
             return taken
         }
     }
 
     private func drain() async {
+        var returning = false
         while true {
-            let batch = next()
+            let batch = next(returning: returning)
             if batch.isEmpty { return }
             await send(batch)
+            returning = true
         }
     }
 
