@@ -142,6 +142,15 @@ class FloorServer:
         self.proc.wait()
 
 
+ROUND_TRIP_CORE = "0"
+
+
+def pin(cores, *pids):
+    """Every thread of each process onto `cores` (taskset's list syntax)."""
+    for pid in pids:
+        subprocess.run(["taskset", "-a", "-p", "-c", cores, str(pid)], check=True, capture_output=True)
+
+
 def run_json(cmd, timeout=600):
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
     try:
@@ -211,7 +220,12 @@ def rows_broker_vs_floor(work):
             run_json([TOOLS / "kbload", target, "default", 16, 100_000, 64, 32])
 
         # The four pairs take turns inside one process every 100 round trips (keybench), so a
-        # change in the machine's load hits all of them alike.
+        # change in the machine's load hits all of them alike. Client and servers share one core
+        # for this row: on an otherwise idle VM, waking a thread on the other, halted, core costs
+        # tens of microseconds each way (2026-12-03, 2 vCPUs: broker 11 µs on the client's core,
+        # 105 µs on the other), and which core a server's thread sleeps on is luck (the floor has
+        # a thread on each), so unpinned the row measured placement rather than the broker.
+        pin(ROUND_TRIP_CORE, b.proc.pid, floor.proc.pid)
         pairs = {"plugin_broker": f"plugin:{b.socket}", "raw_floor": f"raw:{floor.socket}",
                  "plugin_floor": f"plugin:{floor.socket}", "raw_broker": f"raw:{b.socket}"}
         rt = {k: [] for k in pairs}
@@ -219,18 +233,19 @@ def rows_broker_vs_floor(work):
         for rep in range(ARGS.roundtrip_reps):
             names = list(pairs) if rep % 2 == 0 else list(pairs)[::-1]
             c0 = {"broker": cpu_seconds(b.proc.pid), "floor": cpu_seconds(floor.proc.pid)}
-            out = run_json([TOOLS / "keybench", "roundtrip", 2000, *(pairs[n] for n in names)])
+            out = run_json(["taskset", "-c", ROUND_TRIP_CORE, TOOLS / "keybench", "roundtrip", 2000, *(pairs[n] for n in names)])
             trips = {"broker": 0, "floor": 0}
             for name, result in zip(names, out["targets"]):
                 rt[name].append(result)
                 trips[name.split("_")[1]] += result["round_trips"]
             server_cpu["broker"].append((cpu_seconds(b.proc.pid) - c0["broker"]) / trips["broker"] * 1e6)
             server_cpu["floor"].append((cpu_seconds(floor.proc.pid) - c0["floor"]) / trips["floor"] * 1e6)
+        pin(f"0-{CORES - 1}", b.proc.pid, floor.proc.pid)
         p50 = {k: [r["p50_us"] for r in v] for k, v in rt.items()}
         ratio = [p / f for p, f in zip(p50["plugin_broker"], p50["raw_floor"])]
         r2 = row("2", "one broker round trip through the plugin's client code (median µs)", spread(p50["plugin_broker"]),
                  spread(p50["raw_floor"]), spread(ratio), "≤ 1.5×", statistics.median(ratio) <= 1.5, "µs",
-                 "baseline: a blocking C client and the C floor server (bench/floor_server.c); "
+                 f"baseline: a blocking C client and the C floor server (bench/floor_server.c), client and servers on core {ROUND_TRIP_CORE}; "
                  f"apart: plugin client → floor {statistics.median(p50['plugin_floor']):.1f} µs, "
                  f"C client → keybrokerd {statistics.median(p50['raw_broker']):.1f} µs; means "
                  f"{statistics.median([r['mean_us'] for r in rt['plugin_broker']]):.1f} vs "
