@@ -56,8 +56,9 @@ public struct FrameDecoder: Sendable {
     }
 
     /// The next complete request in `buffer`, consuming it, or nil when more bytes are needed.
-    /// The same as `next(from:)` followed by `Request(payload:)`, but a whole LATEST_KEY or GET_KEY
-    /// frame (the cached path, nearly every request) is decoded where it lies, without a slice.
+    /// The same as `next(from:)` followed by `Request(payload:)` (the general decoder, which the
+    /// tests compare it with), but a whole LATEST_KEY or GET_KEY frame (the cached path, nearly
+    /// every request) is decoded where it lies, without a slice.
     public mutating func nextRequest(from buffer: inout ByteBuffer) -> DecodedRequest? {
         if case .waitingForHeader = state,
            let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),

@@ -56,10 +56,6 @@ public struct Request: Sendable, Equatable {
 
     /// Decodes one frame's payload (without the length prefix). The whole payload must be consumed.
     public init(payload: ByteBuffer) throws(ProtocolError) {
-        if let request = Request.cachedPathRequest(in: payload, offset: payload.readerIndex, length: payload.readableBytes) {
-            self = request
-            return
-        }
         var buffer = payload
         guard let opByte = buffer.readInteger(as: UInt8.self),
               let requestID = buffer.readInteger(as: UInt32.self)
