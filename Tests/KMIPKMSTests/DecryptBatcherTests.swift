@@ -38,6 +38,44 @@ private final class SerialServer: BatchItemSending {
     }
 }
 
+/// A server whose answers wait until the test releases them, one message at a time, so the test
+/// decides what is in flight when the batcher chooses its next batch.
+private final class GatedServer: BatchItemSending {
+    private struct State {
+        var sizes: [Int] = []
+        var held: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    var sizes: [Int] { state.withLock { $0.sizes } }
+
+    func call(_ items: [RequestMessage.Item]) async throws(KMIPError) -> [ResponseMessage.Item] {
+        await withCheckedContinuation { continuation in
+            state.withLock { state in
+                state.sizes.append(items.count)
+                state.held.append(continuation)
+            }
+        }
+        return items.map { _ in
+            ResponseMessage.Item(operation: .decrypt, batchItemID: nil, status: .success, reason: nil, message: nil,
+                                 payload: .structure(.responsePayload, []))
+        }
+    }
+
+    /// Answers the oldest message still held.
+    func releaseOldest() {
+        let continuation = state.withLock { state in state.held.isEmpty ? nil : state.held.removeFirst() }
+        continuation?.resume()
+    }
+
+    /// Waits, at most five seconds, until `count` messages have arrived.
+    func waitForMessages(_ count: Int) async {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while sizes.count < count, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(1)) }
+    }
+}
+
 final class DecryptBatcherTests: XCTestCase {
     private let item = Payloads.decrypt("mk-1", parameters: .structure(.cryptographicParameters, []), data: [1, 2, 3], iv: nil)
 
@@ -62,8 +100,35 @@ final class DecryptBatcherTests: XCTestCase {
         let sizes = server.sizes
         XCTAssertEqual(sizes.reduce(0, +), keys)
         XCTAssertLessThanOrEqual(sizes.max() ?? 0, 16)
-        // The first key goes alone before the others are queued, the last few may not fill a batch.
-        XCTAssertLessThanOrEqual(sizes.count, (keys + 15) / 16 + 3, "batch sizes \(sizes)")
+        // Which part-filled batches go depends on how the machine schedules the keys' own work (a
+        // loaded 2-CPU CI machine: 63-67 messages); the rule behind it is tested exactly below.
+        XCTAssertLessThanOrEqual(sizes.count, (keys + 15) / 16 * 115 / 100, "batch sizes \(sizes)")
+    }
+
+    func testAPartFilledBatchWaitsUntilNoMessageIsInFlight() async {
+        let server = GatedServer()
+        let batcher = DecryptBatcher(client: server, batchSize: 16, concurrency: 32)
+        let item = item
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await batcher.submit(item))?.status == .success }
+            await server.waitForMessages(1)
+            for _ in 0..<20 { group.addTask { (try? await batcher.submit(item))?.status == .success } }
+            await server.waitForMessages(2)
+            XCTAssertEqual(server.sizes, [1, 16], "a lone request goes at once, 16 waiting go as a second message")
+
+            // The lone message returns while the full one is in flight: the 4 left wait for it.
+            server.releaseOldest()
+            try? await Task.sleep(for: .milliseconds(100))
+            XCTAssertEqual(server.sizes, [1, 16], "a part-filled batch went while a message was in flight")
+
+            server.releaseOldest()
+            await server.waitForMessages(3)
+            XCTAssertEqual(server.sizes, [1, 16, 4], "what is left goes when no message is in flight")
+            server.releaseOldest()
+            var answered = 0
+            for await success in group where success { answered += 1 }
+            XCTAssertEqual(answered, 21)
+        }
     }
 
     func testALoneRequestGoesAtOnceAndAloneAndThePartOfABatchLeftGoesWhenTheMessageInFlightReturns() async {
