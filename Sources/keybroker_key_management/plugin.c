@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/rseq.h>
 
 #include <mysql/plugin_encryption.h>
 
@@ -61,16 +62,31 @@ static char *adopt_key_set;
 
 /* Hits are counted on every encrypted page read and write: one shared counter would have every
    core fight over its cache line (measured by make bench: 92% of a lookup's time at 8 threads).
-   Each thread adds to one of several padded stripes, picked by hashing its thread pointer
-   (pthread_self() reads a register: no system call, no TLS allocation in a dlopen'ed library). */
-#define HIT_STRIPES 32
-static struct { _Alignas(64) atomic_ullong n; } cache_hits[HIT_STRIPES];
+   Each thread adds to the stripe of the CPU it runs on, read from the rseq area that glibc (2.35
+   and later) registers for every thread and the kernel keeps current: one load, no system call
+   (sched_getcpu() took 5 ns here, the lookup itself 9). Two threads running at the same moment
+   then never share a stripe, which a hash of the thread cannot promise: keybench's 8 threads
+   hashed to stripes 27, 16, 27, 17, 26, 16, 5 and 6. Without rseq (glibc.pthread.rseq=0) the
+   hash is the fallback. A stripe is 128 bytes, as Intel's adjacent-line prefetcher moves 64-byte
+   lines in pairs. */
+#define HIT_STRIPES 64
+static struct { _Alignas(128) atomic_ullong n; } cache_hits[HIT_STRIPES];
 static atomic_ullong cache_misses;
+
+static inline unsigned hit_stripe(void)
+{
+  if (__rseq_size > 0)
+  {
+    const struct rseq *area=
+        (const struct rseq *) ((const char *) __builtin_thread_pointer() + __rseq_offset);
+    return __atomic_load_n(&area->cpu_id, __ATOMIC_RELAXED) % HIT_STRIPES;
+  }
+  return (unsigned) (((uint64_t) (uintptr_t) pthread_self() * 0x9E3779B97F4A7C15ull) >> 58) % HIT_STRIPES;
+}
 
 static inline void count_hit(void)
 {
-  const uint64_t h= (uint64_t) (uintptr_t) pthread_self() * 0x9E3779B97F4A7C15ull;
-  atomic_fetch_add_explicit(&cache_hits[h >> 59].n, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&cache_hits[hit_stripe()].n, 1, memory_order_relaxed);
 }
 
 /* ---- system variables ------------------------------------------------------------------------ */
