@@ -170,20 +170,23 @@ static int lookups(int argc, char **argv) {
     unsigned long long errors = 0;
     printf("{\"keys\": %u, \"milliseconds\": %d, \"samples\": [", keys, ms);
     const char *sep = "";
+    for (int a = 5; a < argc; a++)
+        if (atoi(argv[a]) < 1 || atoi(argv[a]) > 64) die("threads: 1..64");
+    /* An implementation's thread counts run back to back, so a scaling ratio compares two runs a
+       moment apart: on a VM whose speed drifts by tens of percent over seconds, runs of one thread
+       count taken one after another for every implementation first made the ratios noise. */
     for (int rep = 0; rep < reps; rep++)
-        for (int a = 5; a < argc; a++) {
-            const int threads = atoi(argv[a]);
-            if (threads < 1 || threads > 64) die("threads: 1..64");
-            for (int f = 0; f < 2; f++)
-                for (int k = 0; k < 3; k++) {
+        for (int f = 0; f < 2; f++)
+            for (int k = 0; k < 3; k++)
+                for (int a = 5; a < argc; a++) {
                     const struct implementation *impl = &impls[(k + rep) % 3];  /* rotate who goes first */
+                    const int threads = atoi(argv[(rep % 2) ? argc + 4 - a : a]);  /* and which count */
                     const double cps = measure(impl, f, threads, ms, &errors);
                     printf("%s\n  {\"impl\": \"%s\", \"function\": \"%s\", \"threads\": %d, \"rep\": %d, \"calls_per_second\": %.0f}",
                            sep, impl->name, functions[f], threads, rep, cps);
                     sep = ",";
                     fflush(stdout);
                 }
-        }
     printf("\n], \"errors\": %llu}\n", errors);
     plugin->deinit(NULL);
     return errors ? 1 : 0;
