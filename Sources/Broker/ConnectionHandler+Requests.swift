@@ -27,7 +27,7 @@ extension ConnectionHandler {
             break
         case let .latestKey(keyID):
             let cached = answer(context: context) { buffer in
-                store.withCachedLatest(keyID: keyID) { buffer.writeLatestKeyAnswer(requestID: id, version: $0, key: $1) } != nil
+                store.withCachedLatest(keyID: keyID) { buffer.writeLatestKeyAnswer(requestID: id, version: $0, key: $1) }
             }
             if cached {
                 answered(.latestKey)
@@ -40,7 +40,7 @@ extension ConnectionHandler {
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
             let cached = answer(context: context) { buffer in
-                store.withCachedKey(ref) { buffer.writeGetKeyAnswer(requestID: id, key: $0) } != nil
+                store.withCachedKey(ref) { buffer.writeGetKeyAnswer(requestID: id, key: $0) }
             }
             if cached {
                 answered(.getKey)

@@ -83,20 +83,24 @@ public final class InstanceKeyStore: Sendable {
     // MARK: Cached path
 
     /// Runs `body` with the newest version of `keyID` and its bytes in locked memory, under the
-    /// store's lock (so the bytes stay valid and no reference is counted), or returns nil when that
-    /// version is not unwrapped yet. `body` must only copy the bytes out.
-    public func withCachedLatest<R>(keyID: UInt32, _ body: (UInt32, UnsafeRawBufferPointer) -> R) -> R? {
+    /// store's lock (so the bytes stay valid and no reference is counted), and returns true; or
+    /// returns false when that version is not unwrapped yet. `body` must only copy the bytes out.
+    /// Not generic: called from another module, a generic one looked up its result type's metadata
+    /// at run time on every request (3 % of the daemon's user time with one request in flight).
+    public func withCachedLatest(keyID: UInt32, _ body: (UInt32, UnsafeRawBufferPointer) -> Void) -> Bool {
         state.withLock { state in
-            guard let newest = state.newest[keyID] else { return nil }
-            return body(newest.version, newest.bytes)
+            guard let newest = state.newest[keyID] else { return false }
+            body(newest.version, newest.bytes)
+            return true
         }
     }
 
     /// The same for one version of a key.
-    public func withCachedKey<R>(_ ref: KeyRef, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+    public func withCachedKey(_ ref: KeyRef, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
         state.withLock { state in
-            guard let key = state.keys[ref] else { return nil }
-            return body(key.unsafeBytes)
+            guard let key = state.keys[ref] else { return false }
+            body(key.unsafeBytes)
+            return true
         }
     }
 

@@ -96,8 +96,14 @@ final class InstanceKeyStoreTests: XCTestCase {
     /// key is in memory: never an older version after a rotation or an adoption from the store.
     func testCachedLatestFollowsTheIndexAndTheKeysInMemory() async throws {
         let store = try await makeStore()
-        func cachedLatest() -> (UInt32, [UInt8])? { store.withCachedLatest(keyID: 7) { ($0, Array($1)) } }
-        func cachedKey(_ version: UInt32) -> [UInt8]? { store.withCachedKey(KeyRef(keyID: 7, version: version)) { Array($0) } }
+        func cachedLatest() -> (UInt32, [UInt8])? {
+            var seen: (UInt32, [UInt8])?
+            return store.withCachedLatest(keyID: 7) { seen = ($0, Array($1)) } ? seen : nil
+        }
+        func cachedKey(_ version: UInt32) -> [UInt8]? {
+            var seen: [UInt8]?
+            return store.withCachedKey(KeyRef(keyID: 7, version: version)) { seen = Array($0) } ? seen : nil
+        }
         XCTAssertNil(cachedLatest())
         let (_, first) = try await store.latest(keyID: 7)
         XCTAssertEqual(cachedLatest()?.0, 1)
@@ -139,7 +145,7 @@ final class InstanceKeyStoreTests: XCTestCase {
         let (_, key) = try await store.latest(keyID: 3)
         _ = try await store.rotate(keyID: 3)
         store = try await makeStore()
-        XCTAssertNil(store.withCachedKey(KeyRef(keyID: 3, version: 1)) { _ in () })
+        XCTAssertFalse(store.withCachedKey(KeyRef(keyID: 3, version: 1)) { _ in })
         XCTAssertEqual(store.summary().versions, 2)
         let awaited5 = try await store.latest(keyID: 3).version
         XCTAssertEqual(awaited5, 2)
