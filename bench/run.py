@@ -144,7 +144,7 @@ class FloorServer:
 
 
 ROUND_TRIP_CORE = "0"
-DEPTH1_REPS = 15  # row 8
+DEPTH1_REPS = max(ARGS.roundtrip_reps, 15)  # row 8
 
 
 def pin(cores, *pids):
@@ -170,7 +170,7 @@ LOOKUP_KEYS = 131_072  # at least 100,000 key ids cached (keybench wants a power
 # The thread-scaling ratios divide two runs' figures, each moved by the machine's drift, so row 1
 # takes at least 9 repetitions of 400 ms runs (keybench runs an implementation's 1 and 8 threads
 # back to back).
-LOOKUP_REPS = 9
+LOOKUP_REPS = max(ARGS.reps, 9)
 LOOKUP_MS = 400
 
 
@@ -179,9 +179,8 @@ def row_cached_lookups(work):
     with LOOKUP_KEYS key ids cached. The plugin learns them from floor_server: creating that many
     keys in keybrokerd takes minutes, and the broker plays no part once they are cached."""
     floor = FloorServer(work / "lookups.sock", key_ids=LOOKUP_KEYS)
-    lookup_reps = max(ARGS.reps, LOOKUP_REPS)
     try:
-        out = run_json([TOOLS / "keybench", "lookups", PLUGIN_SO, floor.socket, LOOKUP_KEYS, lookup_reps, LOOKUP_MS, 1, 8])
+        out = run_json([TOOLS / "keybench", "lookups", PLUGIN_SO, floor.socket, LOOKUP_KEYS, LOOKUP_REPS, LOOKUP_MS, 1, 8])
     finally:
         floor.stop()
     samples = out["samples"]
@@ -190,7 +189,7 @@ def row_cached_lookups(work):
         return next(s["calls_per_second"] for s in samples
                     if (s["impl"], s["function"], s["threads"], s["rep"]) == (impl, function, threads, rep))
 
-    reps = range(lookup_reps)
+    reps = range(LOOKUP_REPS)
     rows = []
     busy_cores = min(8, CORES)
     for function in ("get_latest_key_version", "get_key"):
@@ -291,7 +290,7 @@ def rows_broker_vs_floor(work):
         # the VM (0.63-0.96x in one run of 2026-12-04, with server CPU per request steady): at
         # least 15 alternations.
         thr, cpu = throughput([("broker", b.socket, b.proc.pid, 200_000), ("floor", floor.socket, floor.proc.pid, 300_000)], 1,
-                              max(ARGS.roundtrip_reps, DEPTH1_REPS))
+                              DEPTH1_REPS)
         ratio = [x / y for x, y in zip(thr["broker"], thr["floor"])]
         r8 = row("8", "broker throughput, 16 clients, one request in flight each (requests/s)", spread(thr["broker"]),
                  spread(thr["floor"]), spread(ratio), "≥ 0.8×", statistics.median(ratio) >= 0.8, "req/s",
@@ -457,7 +456,7 @@ def row_warm_up(work):
 KMIP_BATCH = 16  # the default kmip_batch_size (Sources/KMIPKMS/KMIPSettings.swift)
 # At least this many alternations: one warm-up takes seconds, and its wall time swings with the
 # machine's load far more than the broker's share of it.
-KMIP_REPS = 7
+KMIP_REPS = max(ARGS.reps, 7)
 
 
 def row_kmip_warm_up(work):
@@ -503,7 +502,7 @@ def row_kmip_warm_up(work):
     server_cpu = {name: [] for name in configs}
     messages = {name: [] for name in configs}
     order = list(configs)
-    for rep in range(max(ARGS.reps, KMIP_REPS)):
+    for rep in range(KMIP_REPS):
         for name in (order if rep % 2 == 0 else order[::-1]):
             mark, cpu0 = len(kmip.log_path.read_text()), cpu_seconds(kmip.proc.pid)
             times[name].append(timed_warm_up(brokers[name], 600))
@@ -812,8 +811,8 @@ def main():
     print()
     print(f"keybroker bench — {info['cores']} cores, {info['cpu_model']}, {info['memory_gib']} GiB RAM, "
           f"kernel {info['kernel']}, commit {info['git_commit']}; median (min–max) of {ARGS.reps} runs each "
-          f"({max(ARGS.reps, LOOKUP_REPS)} for row 1, {ARGS.roundtrip_reps} for rows 2 and 3, "
-          f"{max(ARGS.roundtrip_reps, DEPTH1_REPS)} for row 8, {max(ARGS.reps, KMIP_REPS)} for row 7, "
+          f"({LOOKUP_REPS} for row 1, {ARGS.roundtrip_reps} for rows 2 and 3, "
+          f"{DEPTH1_REPS} for row 8, {KMIP_REPS} for row 7, "
           f"{ARGS.sysbench_reps} for row 5), "
           f"baseline in the same run; {total / 60:.1f} min")
     print()

@@ -4,6 +4,14 @@ import Synchronization
 import SystemSupport
 import XCTest
 
+/// A successful, empty Decrypt answer for each item, as the stand-in servers below give.
+private func successes(for items: [RequestMessage.Item]) -> [ResponseMessage.Item] {
+    items.map { _ in
+        ResponseMessage.Item(operation: .decrypt, batchItemID: nil, status: .success, reason: nil, message: nil,
+                             payload: .structure(.responsePayload, []))
+    }
+}
+
 /// A server that answers one message at a time, as PyKMIP does: a fixed cost per message and a
 /// smaller one per batch item.
 private final class SerialServer: BatchItemSending {
@@ -31,10 +39,7 @@ private final class SerialServer: BatchItemSending {
             return state.freeAt
         }
         try? await Task.sleep(until: done, clock: .continuous)
-        return items.map { _ in
-            ResponseMessage.Item(operation: .decrypt, batchItemID: nil, status: .success, reason: nil, message: nil,
-                                 payload: .structure(.responsePayload, []))
-        }
+        return successes(for: items)
     }
 }
 
@@ -57,10 +62,7 @@ private final class GatedServer: BatchItemSending {
                 state.held.append(continuation)
             }
         }
-        return items.map { _ in
-            ResponseMessage.Item(operation: .decrypt, batchItemID: nil, status: .success, reason: nil, message: nil,
-                                 payload: .structure(.responsePayload, []))
-        }
+        return successes(for: items)
     }
 
     /// Answers the oldest message still held.
