@@ -137,7 +137,7 @@ final class AcceptLoop: Sendable {
             .channelOption(.maxMessagesPerRead, value: 16)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker, peer: credentials, admission: admission))
+                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(broker: broker, peer: credentials, admission: admission, socket: fd))
                 }
             }
             .withConnectedSocket(fd)

@@ -106,6 +106,15 @@ int CKB_accept(int fd) {
     return client < 0 ? -errno : client;
 }
 
+long CKB_send_nonblocking(int fd, const void *bytes, size_t count) {
+    for (;;) {
+        ssize_t sent = send(fd, bytes, count, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent >= 0) return (long)sent;
+        if (errno == EINTR) continue;
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
 int CKB_set_nonblocking(int fd) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;

@@ -47,6 +47,11 @@ int CKB_unix_bind(const char *path, unsigned mode);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK). Returns the new fd or -errno.
 int CKB_accept(int fd);
 
+/// send(fd, bytes, count, MSG_DONTWAIT | MSG_NOSIGNAL), retried on EINTR: a peer that has gone
+/// gives -EPIPE, never SIGPIPE. Returns the bytes the socket took (possibly fewer than `count`),
+/// -EAGAIN when it took none, or -errno.
+long CKB_send_nonblocking(int fd, const void *bytes, size_t count);
+
 /// Sets O_NONBLOCK on `fd`. Returns 0 or -errno.
 int CKB_set_nonblocking(int fd);
 
