@@ -26,7 +26,7 @@ extension ConnectionHandler {
         case .hello:
             break
         case let .latestKey(keyID):
-            let cached = answer(context: context) { buffer in
+            let cached = answerKey(context: context) { buffer in
                 store.withCachedLatest(keyID: keyID) { buffer.writeLatestKeyAnswer(requestID: id, version: $0, key: $1) }
             }
             if cached {
@@ -39,7 +39,7 @@ extension ConnectionHandler {
             }
         case let .getKey(keyID, version):
             let ref = KeyRef(keyID: keyID, version: version)
-            let cached = answer(context: context) { buffer in
+            let cached = answerKey(context: context) { buffer in
                 store.withCachedKey(ref) { buffer.writeGetKeyAnswer(requestID: id, key: $0) }
             }
             if cached {

@@ -9,7 +9,7 @@ import SystemSupport
 
 /// One admitted client connection (AcceptLoop has checked the peer and its budgets), the transport
 /// half: framing, timeouts and the output budget. The session (HELLO) is in
-/// ConnectionHandler+Session.swift, the requests in +Requests and +Admin.
+/// ConnectionHandler+Session.swift, the requests in +Requests and +Admin, the writes in +Writing.
 ///
 /// Cached keys and STATUS are answered inline on the event loop; everything that may wait (file
 /// reads, KMS) runs in a task whose answer is written whenever it is ready, so responses may come
@@ -35,21 +35,21 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Read at accept (SO_PEERCRED), before the peer's first byte.
     let peer: CKB_peer_credentials
     let admission: Admission
-    /// The connection's socket, written directly while NIO holds none of its answers; -1 when
-    /// the channel has no socket of ours (the unit tests' EmbeddedChannel).
-    private let socketDescriptor: CInt
+    /// The connection's socket, written directly while NIO holds none of its answers (so no
+    /// outbound handler sees those writes); -1 for answers through the channel only.
+    let socketDescriptor: CInt
     var session: Session?
     var logger: Logger
     var inFlight = 0
     private(set) var closing = false
     /// Answers written on the event loop during one read, sent together at the end of the read
     /// with one write and one zeroing of the key bytes they contain.
-    private var outbound: ByteBuffer?
+    var outbound: ByteBuffer?
     /// The last answer buffer the socket took whole, zeroed and empty: the next read's answers
     /// are written into it instead of a new allocation.
-    private var spare: ByteBuffer?
+    var spare: ByteBuffer?
     /// Bytes handed to the channel that the socket has not taken yet.
-    private var unsentBytes = 0
+    var unsentBytes = 0
     /// Set while the output budget is spent: nothing is read or decoded.
     private var pausedSince: NIODeadline?
     private var closingSince: NIODeadline?
@@ -70,7 +70,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     var peerUID: UInt32 { peer.uid }
 
-    private var pendingOutput: Int { unsentBytes + (outbound?.readableBytes ?? 0) }
+    var pendingOutput: Int { unsentBytes + (outbound?.readableBytes ?? 0) }
 
     // MARK: Accept
 
@@ -143,7 +143,9 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
             handle(decoded, context: context)
             if !closing, pausedSince == nil, pendingOutput >= maxOutput {
-                pause(context: context)
+                // Sent first: if the socket takes it all, nothing is left whose write would resume.
+                flushOutbound(context: context)
+                if !closing, pendingOutput > maxOutput / 2 { pause(context: context) }
             }
         }
         guard !closing else { return }
@@ -180,7 +182,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func pause(context: ChannelHandlerContext) {
         pausedSince = context.eventLoop.now
         try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-        flushOutbound(context: context)
     }
 
     private func resume(context: ChannelHandlerContext) {
@@ -193,96 +194,14 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     /// A write the socket has taken (or that failed because the connection closed).
-    private func written(_ byteCount: Int, context: ChannelHandlerContext) {
+    func written(_ byteCount: Int, context: ChannelHandlerContext) {
         unsentBytes -= byteCount
         if pausedSince != nil, !closing, context.channel.isActive, pendingOutput <= broker.limits.maxOutputBytesPerConnection / 2 {
             resume(context: context)
         }
     }
 
-    // MARK: Writing
-
-    /// Appends one answer to this read's outbound buffer (taken out while written, so the write
-    /// does not copy it).
-    @discardableResult
-    func answer<R>(context: ChannelHandlerContext, _ write: (inout ByteBuffer) -> R) -> R {
-        var buffer = outbound.take() ?? spare.take() ?? context.channel.allocator.buffer(capacity: 1024)
-        let result = write(&buffer)
-        outbound = buffer
-        return result
-    }
-
-    func flushOutbound(context: ChannelHandlerContext, then: (() -> Void)? = nil) {
-        guard let buffer = outbound.take() else {
-            then?()
-            return
-        }
-        write(consume buffer, context: context, then: then)
-    }
-
-    /// Writes `buffer`, then zeroes it (answers carry key bytes) and runs `then`.
-    ///
-    /// While NIO holds none of this connection's answers, the answer goes to the socket with one
-    /// send(2) of our own, and the emptied buffer is kept for the next read's answers. NIO's write
-    /// path (the outbound hop, its pending-writes queue, flush) and a buffer allocated per read
-    /// were a tenth of the daemon's CPU per request with one request in flight per client
-    /// (12.05 -> 10.85 µs in one A/B of 9 alternations) for a write the socket nearly always takes
-    /// whole. Answers keep their order because nothing goes past NIO while its queue holds one, and
-    /// only this function writes to the channel. What the socket does not take goes to NIO. There
-    /// it counts against the output budget until an empty write queued behind it completes (a
-    /// channel completes its writes in order), and is zeroed then. No promise is made for an answer
-    /// NIO wrote at once (a promise per write was 6 % of the daemon's time at depth 1).
-    func write(_ buffer: consuming ByteBuffer, context: ChannelHandlerContext, then: (() -> Void)? = nil) {
-        var buffer = buffer
-        if socketDescriptor >= 0, unsentBytes == 0, context.channel.isActive {
-            let socket = socketDescriptor
-            // Zeroed in place even when another reference shares the storage (a task's answer is
-            // still captured by the closure that delivers it): a mutable view would copy first.
-            let sent = buffer.withUnsafeReadableBytes { bytes in
-                let sent = CKB_send_nonblocking(socket, bytes.baseAddress, bytes.count)
-                CKB_cleanse(UnsafeMutableRawPointer(mutating: bytes.baseAddress), sent < 0 ? 0 : Int(sent))
-                return sent
-            }
-            if sent == buffer.readableBytes {
-                if buffer.capacity <= 16384 {
-                    buffer.clear()
-                    spare = buffer
-                }
-                then?()
-                return
-            }
-            if sent >= 0 {
-                buffer.moveReaderIndex(forwardBy: Int(sent))
-            } else if sent != -Int(EAGAIN) {
-                buffer.withUnsafeReadableBytes { CKB_cleanse(UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) }
-                logger.debug("connection error: cannot send: \(errnoText(Int32(-sent)))")
-                closeNow(context: context)
-                then?()
-                return
-            }
-        }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        let sent = buffer.modifyIfUniquelyOwned { taken in
-            taken.withUnsafeMutableReadableBytes { CKB_cleanse($0.baseAddress, $0.count) }
-            return true
-        } ?? false
-        if sent {
-            then?()
-            return
-        }
-        let queued = buffer
-        let size = queued.readableBytes
-        unsentBytes += size
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.assumeIsolated().whenComplete { _ in
-            queued.withUnsafeReadableBytes { bytes in
-                CKB_cleanse(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
-            }
-            self.written(size, context: context)
-            then?()
-        }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
-    }
+    // MARK: Closing
 
     /// Closes once what is queued has been written (bounded by frame_timeout_ms in enforceTimeouts).
     func closeAfterWriting(context: ChannelHandlerContext) {
@@ -290,10 +209,16 @@ final class ConnectionHandler: ChannelInboundHandler {
         closing = true
         closingSince = context.eventLoop.now
         let channel = context.channel
-        flushOutbound(context: context) { channel.close(promise: nil) }
+        flushOutbound(context: context) {
+            guard self.unsentBytes > 0 else { return channel.close(promise: nil) }
+            // NIO still holds answers: an empty write behind them completes after they do.
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.assumeIsolated().whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(self.wrapOutboundOut(channel.allocator.buffer(capacity: 0)), promise: promise)
+        }
     }
 
-    private func closeNow(context: ChannelHandlerContext) {
+    func closeNow(context: ChannelHandlerContext) {
         closing = true
         closingSince = context.eventLoop.now
         context.close(promise: nil)

@@ -24,10 +24,10 @@ final class ConnectionHandlerSocketTests: XCTestCase {
         for end in ends where end >= 0 { close(end) }
     }
 
-    private func connection(output: Int = 128 * 1024) throws -> Connection {
+    private func connection(output: Int = 128 * 1024, unreadPeer: UnreadPeer? = nil) throws -> Connection {
         var limits = Limits()
         limits.maxOutputBytesPerConnection = output
-        let connection = try Connection(store: store, limits: limits, descriptor: ends[0])
+        let connection = try Connection(store: store, limits: limits, unreadPeer: unreadPeer, descriptor: ends[0])
         connection.peerEnd = ends[1]
         return connection
     }
@@ -51,15 +51,12 @@ final class ConnectionHandlerSocketTests: XCTestCase {
     }
 
     func testWhatTheSocketDoesNotTakeGoesToNIOAndNothingIsLost() async throws {
-        var small: CInt = 4096
-        XCTAssertEqual(setsockopt(ends[0], SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<CInt>.size)), 0)
+        smallSendBuffer()
         let connection = try connection(output: 4 * 1024 * 1024)
         try connection.hello()
         // Every request in one read: their answers leave in one send, far more than the socket holds.
-        var requests = ByteBuffer()
         let ids = UInt32(100)..<UInt32(5100)
-        for id in ids { Request(requestID: id, body: .getKey(keyID: 1 + id % 4, version: 1)).encode(into: &requests) }
-        try connection.channel.writeInbound(requests)
+        try connection.channel.writeInbound(burst(ids))
         let answers = try connection.answers()
         XCTAssertEqual(answers.map(\.requestID), Array(ids), "answers lost, doubled or out of order")
         XCTAssertGreaterThan(connection.socketBytes, 0, "nothing reached the socket")
@@ -76,6 +73,49 @@ final class ConnectionHandlerSocketTests: XCTestCase {
         let id = try connection.send(.latestKey(keyID: 1))
         XCTAssertNil(try connection.channel.readOutbound(as: ByteBuffer.self))
         XCTAssertEqual(try connection.answers().map(\.requestID), [id])
+    }
+
+    private func smallSendBuffer() {
+        var small: CInt = 4096
+        XCTAssertEqual(setsockopt(ends[0], SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<CInt>.size)), 0)
+    }
+
+    private func burst(_ ids: Range<UInt32>) -> ByteBuffer {
+        var requests = ByteBuffer()
+        for id in ids { Request(requestID: id, body: .getKey(keyID: 1 + id % 4, version: 1)).encode(into: &requests) }
+        return requests
+    }
+
+    func testNothingGoesPastNIOWhileItHoldsAnAnswer() throws {
+        smallSendBuffer()
+        let peer = UnreadPeer()
+        let connection = try connection(output: 4 * 1024 * 1024, unreadPeer: peer)
+        try connection.hello()
+        let first = UInt32(100)..<UInt32(2100)
+        try connection.channel.writeInbound(burst(first))
+        var answers = try connection.answers()
+        let reached = connection.socketBytes
+        XCTAssertLessThan(answers.count, first.count, "everything fit the socket: NIO held nothing")
+        // The socket has room again, but NIO still holds the rest of the burst.
+        let last = try connection.send(.latestKey(keyID: 1))
+        answers += try connection.answers()
+        XCTAssertEqual(connection.socketBytes, reached, "an answer went past the ones NIO holds")
+        peer.release(context: try connection.channel.pipeline.syncOperations.context(handler: peer))
+        connection.channel.embeddedEventLoop.run()
+        answers += try connection.answers()
+        XCTAssertEqual(answers.map(\.requestID), Array(first) + [last], "answers lost, doubled or out of order")
+    }
+
+    func testAPausedConnectionWhoseAnswersTheSocketTookGoesOn() throws {
+        // The budget is spent within one read, and the socket takes all of it at once: no write
+        // is left in NIO whose completion would resume the connection.
+        let connection = try connection(output: 4096)
+        try connection.hello()
+        let ids = UInt32(100)..<UInt32(1100)
+        try connection.channel.writeInbound(burst(ids))
+        connection.channel.embeddedEventLoop.run()
+        XCTAssertEqual(try connection.answers().map(\.requestID), Array(ids), "buffered requests were left unanswered")
+        XCTAssertTrue(connection.isOpen)
     }
 
     func testAPeerThatHasGoneClosesTheConnectionWithoutASignal() throws {
